@@ -1,0 +1,156 @@
+"""Configuration of MRM (Masked Record Modeling, Zhou et al., ICLR 2023).
+
+The defaults are the published model: a ViT-B/16 image encoder on 224 px inputs, an MAE decoder that rebuilds the
+masked patches at 448 px, and a 6-layer BERT that rebuilds the masked report tokens with the image's global feature
+added to every token.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class MRMConfig(PreTrainedConfig):
+    r"""
+    Image branch (encoder; `MRMModel` is this alone):
+        image_size: side of the encoder's input, in pixels.
+        patch_size: side of a square patch of the encoder's input.
+        num_channels: channels of the input image.
+        hidden_size: width of the encoder.
+        num_hidden_layers: encoder blocks.
+        num_attention_heads: attention heads per encoder block.
+        intermediate_size: width of the encoder's MLP.
+        hidden_act: activation of the encoder's and decoder's MLP.
+        qkv_bias: whether the query, key and value projections have a bias.
+        layer_norm_eps: epsilon of the encoder's and decoder's LayerNorms.
+        hidden_dropout_prob: dropout on the outputs of the encoder's attention and MLP.
+        attention_probs_dropout_prob: dropout on the encoder's attention probabilities.
+        drop_path_rate: stochastic depth, rising linearly over the encoder's blocks (0.1 in the published fine-tuning).
+        initializer_range: std of the normal initialisation of the cls/mask tokens and the report embeddings.
+        mask_ratio: fraction of the patches hidden from the encoder during pre-training.
+
+    Image branch (decoder, pre-training only):
+        decoder_hidden_size: width of the decoder.
+        decoder_num_hidden_layers: decoder blocks.
+        decoder_num_attention_heads: attention heads per decoder block.
+        decoder_intermediate_size: width of the decoder's MLP.
+        reconstruction_size: side of the image the decoder reconstructs; a whole multiple of `image_size`. The encoder
+            sees it resized to `image_size`, so each encoder patch predicts a (patch_size * reconstruction_size /
+            image_size)^2 patch of it.
+        downsample_antialias: antialias the bicubic resize to `image_size`. The published code did not (torchvision
+            0.9 on tensors), so False reproduces it.
+        norm_pix_loss: normalise each target patch by its own mean and (unbiased) variance.
+
+    Report branch (pre-training only; a BERT masked-language model):
+        report_vocab_size: size of the report vocabulary.
+        report_hidden_size: width of the report encoder.
+        report_num_hidden_layers: report encoder layers.
+        report_num_attention_heads: attention heads per report layer.
+        report_intermediate_size: width of the report encoder's feed-forward layers.
+        report_hidden_act: activation of the report encoder and of its prediction head.
+        report_hidden_dropout_prob: dropout in the report embeddings and layers.
+        report_attention_probs_dropout_prob: dropout on the report attention probabilities.
+        report_max_position_embeddings: the longest report, in tokens.
+        report_type_vocab_size: token types of the report embeddings.
+        report_layer_norm_eps: epsilon of the report LayerNorms.
+        pad_token_id: id of [PAD] in the report vocabulary.
+
+    Losses:
+        image_loss_weight: weight of the masked image modelling loss in `loss`.
+        report_loss_weight: weight of the masked report modelling loss in `loss`.
+    """
+
+    model_type = "mrm"
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    drop_path_rate: float | int = 0.0
+    initializer_range: float = 0.02
+    mask_ratio: float = 0.75
+
+    decoder_hidden_size: int = 768
+    decoder_num_hidden_layers: int = 4
+    decoder_num_attention_heads: int = 6
+    decoder_intermediate_size: int = 3072
+    reconstruction_size: int = 448
+    downsample_antialias: bool = False
+    norm_pix_loss: bool = True
+
+    report_vocab_size: int = 30000
+    report_hidden_size: int = 384
+    report_num_hidden_layers: int = 6
+    report_num_attention_heads: int = 6
+    report_intermediate_size: int = 1536
+    report_hidden_act: str = "gelu"
+    report_hidden_dropout_prob: float | int = 0.1
+    report_attention_probs_dropout_prob: float | int = 0.1
+    report_max_position_embeddings: int = 100
+    report_type_vocab_size: int = 2
+    report_layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+
+    image_loss_weight: float | int = 1.0
+    report_loss_weight: float | int = 1.0
+
+    # The published report decoder is not tied to the word embeddings (see MRM_NOTES §5.6).
+    tie_word_embeddings: bool = False
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def reconstruction_patch_size(self) -> int:
+        """Side of the target patch that one encoder patch predicts."""
+        return self.patch_size * self.reconstruction_size // self.image_size
+
+    def validate_architecture(self):
+        """Reject sizes the model cannot be built with, naming the values found."""
+        for prefix, width, heads in (
+            ("", self.hidden_size, self.num_attention_heads),
+            ("decoder_", self.decoder_hidden_size, self.decoder_num_attention_heads),
+            ("report_", self.report_hidden_size, self.report_num_attention_heads),
+        ):
+            if heads <= 0 or width % heads != 0:
+                raise ValueError(
+                    f"`{prefix}hidden_size` ({width}) must be a multiple of `{prefix}num_attention_heads` ({heads})."
+                )
+        for name in ("image_size", "patch_size", "num_channels", "reconstruction_size", "report_vocab_size",
+                     "report_max_position_embeddings", "num_hidden_layers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"`mask_ratio` must be in [0, 1), got {self.mask_ratio}.")
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"`image_size` ({self.image_size}) must be a multiple of `patch_size` ({self.patch_size})."
+            )
+        if self.reconstruction_size % self.image_size != 0:
+            raise ValueError(
+                f"`reconstruction_size` ({self.reconstruction_size}) must be a whole multiple of `image_size` "
+                f"({self.image_size}), e.g. {2 * self.image_size}."
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate",
+                     "report_hidden_dropout_prob", "report_attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.report_vocab_size:
+            raise ValueError(
+                f"`pad_token_id` ({self.pad_token_id}) must be an id of the report vocabulary "
+                f"(0 to {self.report_vocab_size - 1})."
+            )
+
+
+MRMConfig.register_for_auto_class()
+
+__all__ = ["MRMConfig"]

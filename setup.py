@@ -1,0 +1,46 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+setup(
+    name="mrm-hf",
+    version="0.1.0",
+    description="Masked Record Modeling (MRM, ICLR 2023) for chest X-rays, native to the Hugging Face stack",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["mrm_hf", "mrm_hf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5,<6",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "safetensors",
+        "huggingface-hub",
+        "pillow",
+        "numpy",
+    ],
+    extras_require={
+        # Reading DICOM files, including JPEG and JPEG 2000 compressed ones.
+        "dicom": ["pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"],
+        # timm is the reference the published models were built on; it needs torchvision.
+        "test": [
+            "pytest",
+            "timm>=1.0",
+            "torchvision",
+            "scikit-learn",
+            "pydicom>=2.4",
+            "pylibjpeg>=2.0",
+            "pylibjpeg-libjpeg",
+            "pylibjpeg-openjpeg",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
