@@ -1,0 +1,384 @@
+"""Convert the published MRM checkpoints to Hugging Face checkpoints.
+
+    python -m mrm_hf.convert --checkpoint MRM.pth --output-dir mrm-base
+
+Three published formats are recognised from their keys:
+- `pretraining`: the MRM pre-training checkpoint (`MRM.pth`: encoder, MAE decoder, BERT, `bert_mlp`)
+  -> `MRMForPreTraining`;
+- `classifier`: a fine-tuned classifier in the timm layout (`fc_norm.*`, `head.*`) -> `MRMForImageClassification`;
+- `encoder`: the MAE ImageNet ViT-B encoder the published pre-training starts from -> `MRMModel`.
+
+Checkpoints are read with `torch.load(weights_only=True)`, so nothing arbitrary is unpickled. The conversion is pure
+functions from one state dict to another; every key that cannot be placed and every required key that is missing is
+named in a `ConversionError`, and nothing is written unless the whole checkpoint converts.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from .configuration_mrm import MRMConfig
+from .modeling_mrm import MRMForImageClassification, MRMForPreTraining, MRMModel
+
+
+KINDS = ("pretraining", "classifier", "encoder")
+MODEL_CLASSES = {"pretraining": MRMForPreTraining, "classifier": MRMForImageClassification, "encoder": MRMModel}
+
+# timm Block -> MRMLayer, shared by the encoder and the decoder.
+BLOCK_RENAMES = {
+    "norm1": "layernorm_before",
+    "attn.qkv": "attention.qkv",
+    "attn.proj": "attention.proj",
+    "norm2": "layernorm_after",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+ENCODER_RENAMES = {
+    "cls_token": "embeddings.cls_token",
+    "pos_embed": "embeddings.position_embeddings",
+    "patch_embed.proj.weight": "embeddings.patch_embeddings.weight",
+    "patch_embed.proj.bias": "embeddings.patch_embeddings.bias",
+    "norm.weight": "layernorm.weight",
+    "norm.bias": "layernorm.bias",
+    "fc_norm.weight": "pooler.layernorm.weight",
+    "fc_norm.bias": "pooler.layernorm.bias",
+}
+DECODER_RENAMES = {
+    "decoder_embed.weight": "image_decoder.embed.weight",
+    "decoder_embed.bias": "image_decoder.embed.bias",
+    "mask_token": "image_decoder.mask_token",
+    "decoder_pos_embed": "image_decoder.position_embeddings",
+    "decoder_norm.weight": "image_decoder.layernorm.weight",
+    "decoder_norm.bias": "image_decoder.layernorm.bias",
+    "decoder_pred.weight": "image_decoder.prediction.weight",
+    "decoder_pred.bias": "image_decoder.prediction.bias",
+    "bert_mlp.weight": "fusion.projection.weight",
+    "bert_mlp.bias": "fusion.projection.bias",
+}
+BERT = "bert_encoder.model.bert."
+MLM = "bert_encoder.model.cls.predictions."
+REPORT_RENAMES = {
+    BERT + "embeddings.word_embeddings.weight": "report_branch.embeddings.word_embeddings.weight",
+    BERT + "embeddings.position_embeddings.weight": "report_branch.embeddings.position_embeddings.weight",
+    BERT + "embeddings.token_type_embeddings.weight": "report_branch.embeddings.token_type_embeddings.weight",
+    BERT + "embeddings.LayerNorm.weight": "report_branch.embeddings.layernorm.weight",
+    BERT + "embeddings.LayerNorm.bias": "report_branch.embeddings.layernorm.bias",
+    MLM + "transform.dense.weight": "report_branch.head.dense.weight",
+    MLM + "transform.dense.bias": "report_branch.head.dense.bias",
+    MLM + "transform.LayerNorm.weight": "report_branch.head.layernorm.weight",
+    MLM + "transform.LayerNorm.bias": "report_branch.head.layernorm.bias",
+    MLM + "decoder.weight": "report_branch.head.decoder.weight",
+}
+BERT_LAYER_RENAMES = {
+    "attention.output.dense": "attention.proj",
+    "attention.output.LayerNorm": "attention_layernorm",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "output.LayerNorm": "output_layernorm",
+}
+# Keys of the published checkpoint that no computation reads: BERT's pooler runs but its output is never used
+# (MRM_NOTES §5.7), and `position_ids` is the arange buffer older transformers saved.
+UNUSED_PUBLISHED_KEYS = (BERT + "pooler.dense.weight", BERT + "pooler.dense.bias")
+POSITION_IDS_KEY = BERT + "embeddings.position_ids"
+
+
+class ConversionError(ValueError):
+    """A checkpoint that cannot be converted; the message names every offending key."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a .pth/.pt/.bin/.safetensors checkpoint and return its tensor state dict, unwrapping `{"model": ...}`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    # The published MRM.pth also holds its training `args`, an argparse.Namespace: a plain attribute bag that is
+    # safe to allow. Any other object is refused by `weights_only=True`.
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise ConversionError(f"Could not read {path} with torch.load(weights_only=True): {error}") from error
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # an unpickling error names the refused global
+        raise ConversionError(f"Could not read {path} with torch.load(weights_only=True): {error}") from error
+    return unwrap_state_dict(checkpoint, source=str(path))
+
+
+def unwrap_state_dict(checkpoint: dict, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The tensor state dict inside a training checkpoint (`model`, `state_dict` or `module` entry, or bare)."""
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(f"{source} holds a {type(checkpoint).__name__}, not a state dict.")
+    for key in ("model", "state_dict", "module"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    not_tensors = sorted(k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ConversionError(f"{source} is not a state dict of tensors; these entries are not tensors: {not_tensors}")
+    if checkpoint and all(k.startswith("module.") for k in checkpoint):  # saved from DistributedDataParallel
+        checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
+    return dict(checkpoint)
+
+
+def detect_kind(state_dict: dict[str, torch.Tensor]) -> str:
+    """Which published format a state dict is in, from its keys."""
+    keys = set(state_dict)
+    if not {"patch_embed.proj.weight", "cls_token", "pos_embed"} <= keys:
+        raise ConversionError(
+            "Not a published MRM/MAE ViT checkpoint: expected `patch_embed.proj.weight`, `cls_token` and "
+            f"`pos_embed`; found keys such as {sorted(keys)[:8]}."
+        )
+    if any(k.startswith(("bert_encoder.", "bert_mlp.")) for k in keys):
+        return "pretraining"
+    if "head.weight" in keys:
+        return "classifier"
+    return "encoder"
+
+
+def _rename_blocks(key: str, source_prefix: str, target_prefix: str) -> str | None:
+    match = re.fullmatch(rf"{re.escape(source_prefix)}\.(\d+)\.(.+)\.(weight|bias)", key)
+    if match is None or match.group(2) not in BLOCK_RENAMES:
+        return None
+    index, name, kind = match.groups()
+    return f"{target_prefix}.{index}.{BLOCK_RENAMES[name]}.{kind}"
+
+
+def _convert_report_layers(state_dict: dict[str, torch.Tensor], converted: dict, used: set) -> None:
+    """BERT's encoder layers, with the separate query/key/value projections fused into one qkv."""
+    pattern = re.compile(rf"{re.escape(BERT)}encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
+    for key in state_dict:
+        match = pattern.fullmatch(key)
+        if match is None:
+            continue
+        index, name, kind = match.groups()
+        if name in BERT_LAYER_RENAMES:
+            converted[f"report_branch.layers.{index}.{BERT_LAYER_RENAMES[name]}.{kind}"] = state_dict[key]
+            used.add(key)
+        elif name in ("attention.self.query", "attention.self.key", "attention.self.value"):
+            parts = [f"{BERT}encoder.layer.{index}.attention.self.{p}.{kind}" for p in ("query", "key", "value")]
+            if all(p in state_dict for p in parts):
+                converted[f"report_branch.layers.{index}.attention.qkv.{kind}"] = torch.cat(
+                    [state_dict[p] for p in parts]
+                )
+                used.update(parts)
+
+
+def convert_state_dict(state_dict: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    """Rename a published state dict to the HF model of `kind`. Raises ConversionError naming unplaceable keys."""
+    converted, unplaced = _convert(state_dict, kind)
+    if unplaced:
+        raise ConversionError(f"This {kind} checkpoint does not fit {MODEL_CLASSES[kind].__name__}: {_unplaced(unplaced)}")
+    return converted
+
+
+def _unplaced(keys: list[str]) -> str:
+    return f"{len(keys)} key(s) cannot be placed: {keys}"
+
+
+def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The renamed state dict, and the source keys that have no place in it."""
+    if kind not in KINDS:
+        raise ConversionError(f"Unknown checkpoint kind {kind!r}; expected one of {KINDS}.")
+    encoder_prefix = "image_encoder." if kind in ("pretraining", "classifier") else ""
+    converted, used = {}, set()
+
+    for key, tensor in state_dict.items():
+        if key in ENCODER_RENAMES:
+            if key.startswith("fc_norm.") and kind != "classifier":
+                continue
+            target = encoder_prefix + ENCODER_RENAMES[key]
+        elif kind == "classifier" and key in ("head.weight", "head.bias"):
+            target = "classifier." + key.split(".")[1]
+        elif kind == "pretraining" and key in DECODER_RENAMES:
+            target = DECODER_RENAMES[key]
+        elif kind == "pretraining" and key in REPORT_RENAMES:
+            target = REPORT_RENAMES[key]
+        else:
+            target = _rename_blocks(key, "blocks", encoder_prefix + "layers")
+            if target is None and kind == "pretraining":
+                target = _rename_blocks(key, "decoder_blocks", "image_decoder.layers")
+            if target is None:
+                continue
+        converted[target] = tensor
+        used.add(key)
+
+    if kind == "pretraining":
+        _convert_report_layers(state_dict, converted, used)
+        bias_keys = [k for k in (MLM + "bias", MLM + "decoder.bias") if k in state_dict]
+        if len(bias_keys) == 2 and not torch.equal(state_dict[bias_keys[0]], state_dict[bias_keys[1]]):
+            raise ConversionError(
+                f"`{bias_keys[0]}` and `{bias_keys[1]}` differ; in the published model they are one tensor."
+            )
+        if bias_keys:
+            converted["report_branch.head.decoder.bias"] = state_dict[bias_keys[0]]
+            used.update(bias_keys)
+        if POSITION_IDS_KEY in state_dict:
+            position_ids = state_dict[POSITION_IDS_KEY]
+            if not torch.equal(position_ids.flatten().long(), torch.arange(position_ids.numel())):
+                raise ConversionError(f"`{POSITION_IDS_KEY}` is not 0, 1, 2, ...: this is not a standard BERT.")
+            used.add(POSITION_IDS_KEY)
+        used.update(k for k in UNUSED_PUBLISHED_KEYS if k in state_dict)
+
+    return converted, sorted(set(state_dict) - used)
+
+
+def config_from_state_dict(
+    state_dict: dict[str, torch.Tensor], kind: str, base: MRMConfig | None = None
+) -> MRMConfig:
+    """An MRMConfig whose sizes are read off a published state dict; head counts and the rest come from `base`."""
+    base = base if base is not None else MRMConfig()
+    sizes = base.to_dict()
+    for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+        sizes.pop(key, None)
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state_dict:
+            raise ConversionError(f"Required key `{key}` is missing from this {kind} checkpoint.")
+        return tuple(state_dict[key].shape)
+
+    def depth(prefix: str) -> int:
+        indices = {int(m.group(1)) for k in state_dict if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
+        return max(indices) + 1 if indices else 0
+
+    width, channels, patch, _ = shape("patch_embed.proj.weight")
+    num_positions = shape("pos_embed")[1] - 1
+    sizes.update(
+        hidden_size=width,
+        num_channels=channels,
+        patch_size=patch,
+        image_size=round(num_positions**0.5) * patch,
+        num_hidden_layers=depth("blocks"),
+        intermediate_size=shape("blocks.0.mlp.fc1.weight")[0],
+    )
+    if kind == "classifier":
+        sizes["num_labels"] = shape("head.weight")[0]
+        sizes.pop("id2label", None)
+        sizes.pop("label2id", None)
+    if kind == "pretraining":
+        decoder_width = shape("decoder_embed.weight")[0]
+        prediction = shape("decoder_pred.weight")[0]
+        reconstruction_patch = round((prediction / channels) ** 0.5)
+        if reconstruction_patch**2 * channels != prediction or reconstruction_patch % patch:
+            raise ConversionError(
+                f"`decoder_pred.weight` predicts {prediction} values per patch, which is not (k * {patch})^2 * "
+                f"{channels} for a whole k."
+            )
+        report_width = shape(BERT + "embeddings.word_embeddings.weight")[1]
+        sizes.update(
+            decoder_hidden_size=decoder_width,
+            decoder_num_hidden_layers=depth("decoder_blocks"),
+            decoder_intermediate_size=shape("decoder_blocks.0.mlp.fc1.weight")[0],
+            reconstruction_size=sizes["image_size"] * reconstruction_patch // patch,
+            report_vocab_size=shape(BERT + "embeddings.word_embeddings.weight")[0],
+            report_hidden_size=report_width,
+            report_num_hidden_layers=depth(BERT + "encoder.layer"),
+            report_intermediate_size=shape(BERT + "encoder.layer.0.intermediate.dense.weight")[0],
+            report_max_position_embeddings=shape(BERT + "embeddings.position_embeddings.weight")[0],
+            report_type_vocab_size=shape(BERT + "embeddings.token_type_embeddings.weight")[0],
+        )
+    try:
+        return MRMConfig(**sizes)
+    except Exception as error:
+        raise ConversionError(f"The sizes read from this {kind} checkpoint make no valid MRMConfig: {error}") from error
+
+
+def _optional_keys(kind: str) -> set[str]:
+    """Keys a published checkpoint of `kind` lacks by design; they keep their fresh initialisation."""
+    if kind == "encoder":  # the MAE encoder has no fine-tuning `fc_norm`
+        return {"pooler.layernorm.weight", "pooler.layernorm.bias"}
+    if kind == "classifier":  # timm's avg-pool classifier replaces the final norm by `fc_norm`
+        return {"image_encoder.layernorm.weight", "image_encoder.layernorm.bias"}
+    return set()
+
+
+def build_model(state_dict: dict[str, torch.Tensor], kind: str | None = None, config: MRMConfig | None = None):
+    """The HF model of a published state dict, fully checked: every key placed, every required key present."""
+    kind = kind or detect_kind(state_dict)
+    config = config_from_state_dict(state_dict, kind, config)
+    if kind == "classifier":
+        # Every published fine-tuning used BCE-with-logits (NIH, CheXpert, RSNA and COVID alike).
+        config.problem_type = config.problem_type or "multi_label_classification"
+    converted, unplaced = _convert(state_dict, kind)
+    model = MODEL_CLASSES[kind](config)
+    expected = model.state_dict()
+
+    missing = sorted(set(expected) - set(converted) - _optional_keys(kind))
+    unexpected = sorted(set(converted) - set(expected))
+    wrong_shape = sorted(
+        f"{k}: checkpoint {tuple(converted[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in set(converted) & set(expected)
+        if converted[k].shape != expected[k].shape
+    )
+    problems = [_unplaced(unplaced)] if unplaced else []
+    if missing:
+        problems.append(f"missing required keys: {missing}")
+    if unexpected:
+        problems.append(f"keys the model does not have: {unexpected}")
+    if wrong_shape:
+        problems.append(f"shape mismatches: {wrong_shape}")
+    if problems:
+        raise ConversionError(f"This {kind} checkpoint does not fit {type(model).__name__}: " + "; ".join(problems))
+
+    model.load_state_dict(converted, strict=False)
+    return model.eval()
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    kind: str | None = None,
+    config: MRMConfig | None = None,
+    label_names: list[str] | None = None,
+    overwrite: bool = False,
+):
+    """Convert a published checkpoint file and save the HF model (safetensors + code for trust_remote_code)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise ConversionError(f"{output_dir} exists and is not empty; pass --overwrite to replace its files.")
+    state_dict = load_checkpoint(checkpoint)
+    model = build_model(state_dict, kind, config)
+    if label_names is not None:
+        if not isinstance(model, MRMForImageClassification) or len(label_names) != model.config.num_labels:
+            found = model.config.num_labels if isinstance(model, MRMForImageClassification) else "no classifier"
+            raise ConversionError(f"Got {len(label_names)} label names for a checkpoint with {found} outputs.")
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    model.save_pretrained(output_dir)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mrm_hf.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="published .pth/.bin/.safetensors file")
+    parser.add_argument("--output-dir", required=True, help="folder for the Hugging Face checkpoint")
+    parser.add_argument("--kind", choices=KINDS, help="checkpoint format; detected from the keys when omitted")
+    parser.add_argument("--config", help="config.json with non-published sizes (e.g. head counts); shapes are read off the weights")
+    parser.add_argument("--label-names", help="comma-separated class names of a classifier, in output order")
+    parser.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
+    args = parser.parse_args(argv)
+
+    config = None
+    if args.config:
+        config = MRMConfig(**{k: v for k, v in json.loads(Path(args.config).read_text()).items() if k != "model_type"})
+    labels = [name.strip() for name in args.label_names.split(",")] if args.label_names else None
+    try:
+        model = convert_checkpoint(args.checkpoint, args.output_dir, args.kind, config, labels, args.overwrite)
+    except (ConversionError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
