@@ -21,6 +21,8 @@ setup(
         "huggingface-hub",
         "pillow",
         "numpy",
+        "pandas",
+        "jinja2",
     ],
     extras_require={
         # Reading DICOM files, including JPEG and JPEG 2000 compressed ones.

@@ -2,13 +2,16 @@
 
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
 )
 
 from .configuration_mrm import MRMConfig
+from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForImageClassification, MRMForPreTraining, MRMModel, MRMPreTrainedModel
+from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
 
 
 __version__ = "0.1.0"
@@ -17,6 +20,10 @@ AutoConfig.register("mrm", MRMConfig, exist_ok=True)
 AutoModel.register(MRMConfig, MRMModel, exist_ok=True)
 AutoModelForPreTraining.register(MRMConfig, MRMForPreTraining, exist_ok=True)
 AutoModelForImageClassification.register(MRMConfig, MRMForImageClassification, exist_ok=True)
+# One PIL-based processor serves every backend name, so that no backend choice falls back with a warning.
+AutoImageProcessor.register(
+    MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
+)
 
 __all__ = [
     "MRMConfig",
@@ -24,4 +31,7 @@ __all__ = [
     "MRMForPreTraining",
     "MRMForImageClassification",
     "MRMPreTrainedModel",
+    "MRMImageProcessor",
+    "load_published_tokenizer",
+    "train_report_tokenizer",
 ]

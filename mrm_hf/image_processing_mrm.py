@@ -1,0 +1,426 @@
+"""Image processor of MRM (Masked Record Modeling, Zhou et al., ICLR 2023): chest radiographs to `pixel_values`.
+
+A flat file: `save_pretrained` copies it beside the config for `trust_remote_code`, so it imports nothing from mrm_hf.
+
+Choices, and why:
+- Every input becomes one float32 channel in [0, 1] by its bit depth before anything else: 8-bit /255, 16-bit /65535
+  (never clipped at 255), float must already lie in [0, 1]. Resizing then runs on that float channel (PIL mode "F"), so
+  an 8-bit image and the same image stored at 16 bits (x257) give identical `pixel_values`. The published code resized
+  8-bit RGB images, which PIL rounds after each of its two passes; the float path differs from it by about one gray
+  level at most.
+- Colour becomes luminance with PIL's `convert("L")` weights (ITU-R 601-2), exactly as the published `Grayscale(3)`
+  did for 8-bit images. Alpha is dropped, as the published `pil_loader` (`convert("RGB")`) dropped it. Palettes are
+  looked up first.
+- The channel is replicated to 3 and normalised with the published single-channel statistics (mean 0.4978, std 0.2449).
+- mode="evaluation" is the published fine-tuning eval: torchvision `Resize(224)` (short side to 224, its default
+  interpolation, BILINEAR, on PIL images, so antialiased) then `CenterCrop(224)` with torchvision's rounding of the
+  offset. mode="pretraining" resizes to 448 x 448 with BICUBIC, the interpolation of the published 448-pixel view.
+- DICOM: Modality LUT (or rescale), then VOI LUT or window, scaled to [0, 1] by the range the window maps to (by the
+  pixel range when the file has no window), and MONOCHROME1 inverted so that bone is bright.
+- Paths, bytes and datasets image dicts are read by `load_radiograph`, which keeps 8-bit sources as mode "L" and
+  stores deeper ones (16-bit files, DICOM) as "I;16", so `processor(path)` equals `processor(load_radiograph(path))`.
+- Ambiguous 3-D inputs: numpy arrays are read as (H, W, C) like PIL's, tensors as (C, H, W) like torchvision's.
+"""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_base import BatchFeature
+from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
+from transformers.processing_utils import ImagesKwargs, Unpack
+
+
+MRM_MEAN = 0.4978
+MRM_STD = 0.2449
+
+MODES = {
+    "evaluation": {
+        "size": {"shortest_edge": 224},
+        "crop_size": {"height": 224, "width": 224},
+        "do_center_crop": True,
+        "resample": PILImageResampling.BILINEAR,
+        "default_to_square": False,
+    },
+    "pretraining": {
+        "size": {"height": 448, "width": 448},
+        "crop_size": {"height": 448, "width": 448},
+        "do_center_crop": False,
+        "resample": PILImageResampling.BICUBIC,
+        "default_to_square": True,
+    },
+}
+
+_EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+_DICOM_SUFFIXES = {".dcm", ".dicom"}
+
+
+def _check_mode(mode: str) -> dict:
+    """The preset of a processing mode."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}; found {mode!r}")
+    return MODES[mode]
+
+
+def _is_dicom(path: str) -> bool:
+    """Whether a file is DICOM, by its suffix or its DICM magic."""
+    if Path(path).suffix.lower() in _DICOM_SUFFIXES:
+        return True
+    with open(path, "rb") as file:
+        header = file.read(132)
+    return header[128:132] == b"DICM"
+
+
+def _read_dicom(source, name: str) -> np.ndarray:
+    """A single-frame DICOM as one float32 channel in [0, 1], windowed, with bone bright."""
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError as err:
+        raise ImportError(f"Reading the DICOM {name} needs pydicom: pip install mrm-hf[dicom]") from err
+
+    try:
+        ds = pydicom.dcmread(source, force=True)
+    except Exception as err:
+        raise OSError(f"cannot read the DICOM {name}: {err}") from err
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:
+        syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+        compressed = syntax is not None and syntax.is_compressed
+        hint = " (compressed DICOMs need pylibjpeg: pip install mrm-hf[dicom])" if compressed else ""
+        raise OSError(f"cannot decode the pixels of the DICOM {name}: {err}{hint}") from err
+
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise ValueError(f"expected a single-frame radiograph in {name}; found {frames} frames")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric.startswith(("RGB", "YBR")):
+        # pydicom already converted YBR to RGB.
+        return _luminance(pixels.astype(np.float64) / (2 ** int(ds.BitsStored) - 1))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"expected a MONOCHROME1, MONOCHROME2 or RGB DICOM in {name}; found {photometric}")
+
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    low, high = _dicom_window_range(ds, apply_voi_lut)
+    if low is None:
+        low, high = values.min(), values.max()
+    else:
+        values = apply_voi_lut(values, ds).astype(np.float64)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    scaled = np.clip(scaled, 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return scaled.astype(np.float32)
+
+
+def _dicom_window_range(ds, apply_voi_lut) -> tuple:
+    """The (low, high) values the file's VOI LUT or window maps to, or (None, None) when it has neither."""
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        entries, first, _ = lut[0].LUTDescriptor
+        outputs = apply_voi_lut(np.arange(first, first + (entries or 2**16)), ds)
+        return float(outputs.min()), float(outputs.max())
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        # Infinite inputs land on the window's two ends, whatever its function and output range.
+        low, high = apply_voi_lut(np.array([-np.inf, np.inf]), ds)
+        return float(min(low, high)), float(max(low, high))
+    return None, None
+
+
+def _read_file(source) -> "Image.Image | np.ndarray":
+    """A path, bytes, or a datasets `{"bytes", "path"}` dict as a loaded PIL image, or a DICOM as a float array."""
+    if isinstance(source, dict):
+        name = source.get("path") or "<bytes>"
+        source = source["bytes"] if source.get("bytes") is not None else source.get("path")
+        if source is None:
+            raise ValueError("expected an image dict with 'bytes' or 'path'; found neither")
+    else:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
+
+    if isinstance(source, bytes):
+        if source[128:132] == b"DICM":
+            return _read_dicom(io.BytesIO(source), name)
+        opened = io.BytesIO(source)
+    else:
+        opened = os.fspath(source)
+        if _is_dicom(opened):
+            return _read_dicom(opened, name)
+    try:
+        image = Image.open(opened)
+        image.load()
+    except Exception as err:
+        raise OSError(f"cannot read the image {name}: {err}") from err
+    return image
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Luminance of (H, W, 3) values in [0, 1], with PIL's `convert("L")` weights."""
+    return (rgb[..., :3] @ _LUMA_WEIGHTS).astype(np.float32)
+
+
+def _scale_by_depth(values: np.ndarray) -> np.ndarray:
+    """Pixel values as float32 in [0, 1]: 8-bit /255, 16-bit /65535, bool as 0/1, float checked to lie in [0, 1]."""
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / 255.0
+    if values.dtype == np.uint16:
+        return values.astype(np.float32) / 65535.0
+    if values.dtype == np.bool_:
+        return values.astype(np.float32)
+    if np.issubdtype(values.dtype, np.floating):
+        low, high = float(np.min(values)), float(np.max(values))
+        if not (0.0 <= low and high <= 1.0):
+            raise ValueError(f"expected float pixel values in [0, 1]; found the range [{low}, {high}]")
+        return values.astype(np.float32)
+    raise ValueError(f"expected pixel values of dtype uint8, uint16, bool or float in [0, 1]; found {values.dtype}")
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    """A PIL image of any common mode as one float32 channel in [0, 1]."""
+    try:
+        image.load()
+    except Exception as err:
+        raise OSError(f"cannot read the image {getattr(image, 'filename', '') or '<PIL image>'}: {err}") from err
+    mode = image.mode
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"expected a non-empty image; found the size {image.size}")
+    if mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image).astype(np.uint16).astype(np.float32) / 65535.0
+    if mode == "I":
+        # Older Pillows open 16-bit PNGs as "I".
+        values = np.asarray(image)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise ValueError(f"expected mode 'I' values in the 16-bit range [0, 65535]; found [{low}, {high}]")
+        return values.astype(np.float32) / 65535.0
+    if mode == "F":
+        return _scale_by_depth(np.asarray(image, dtype=np.float32))
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    if mode in _EIGHT_BIT_MODES:
+        return np.asarray(image.convert("L")).astype(np.float32) / 255.0
+    raise ValueError(f"expected a PIL image of mode {sorted(_EIGHT_BIT_MODES | _SIXTEEN_BIT_MODES | {'I', 'F'})}; "
+                     f"found {mode!r}")
+
+
+def _array_to_gray(values: np.ndarray, input_data_format=None, channels_first_if_ambiguous=False) -> np.ndarray:
+    """An (H, W), (H, W, C) or (C, H, W) array, C in {1, 3, 4}, as one float32 channel in [0, 1]."""
+    if values.size == 0:
+        raise ValueError(f"expected a non-empty image; found the shape {values.shape}")
+    if values.ndim == 3:
+        first, last = values.shape[0] in (1, 3, 4), values.shape[-1] in (1, 3, 4)
+        if input_data_format is not None:
+            channels_first = ChannelDimension(input_data_format) == ChannelDimension.FIRST
+        elif first or last:
+            channels_first = first and (channels_first_if_ambiguous or not last)
+        else:
+            raise ValueError(f"expected (H, W), (H, W, C) or (C, H, W), C in 1, 3, 4; found the shape {values.shape}")
+        if channels_first:
+            values = np.moveaxis(values, 0, -1)
+        if values.shape[-1] == 1:
+            values = values[..., 0]
+        elif values.shape[-1] in (3, 4):
+            values = values[..., :3]
+        else:
+            raise ValueError(f"expected 1, 3 or 4 channels; found the shape {values.shape}")
+    elif values.ndim != 2:
+        raise ValueError(f"expected one image of 2 or 3 dimensions; found the shape {values.shape}")
+    if values.ndim == 2:
+        return _scale_by_depth(values)
+    if values.dtype == np.uint8:
+        # PIL's integer conversion, exactly as the published Grayscale(3) on 8-bit images.
+        return _pil_to_gray(Image.fromarray(np.ascontiguousarray(values)))
+    return _luminance(_scale_by_depth(values))
+
+
+def to_grayscale(image, input_data_format=None) -> np.ndarray:
+    """Any supported radiograph input as an (H, W) float32 array in [0, 1]."""
+    if isinstance(image, (str, os.PathLike, bytes, dict)):
+        image = _read_file(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_gray(image)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.dtype in (torch.bfloat16, torch.float16):
+            image = image.float()
+        # Tensors are (C, H, W) by torchvision's convention, arrays (H, W, C) by PIL's.
+        return _array_to_gray(image.numpy(), input_data_format, channels_first_if_ambiguous=True)
+    if isinstance(image, np.ndarray):
+        return _array_to_gray(image, input_data_format)
+    raise TypeError(f"expected a PIL image, numpy array, torch tensor, path, bytes or image dict; found {type(image)}")
+
+
+def load_radiograph(source) -> Image.Image:
+    """A radiograph as a grayscale PIL image: mode "L" from 8-bit sources, "I;16" (0..65535 is [0, 1]) otherwise."""
+    image = _read_file(source) if isinstance(source, (str, os.PathLike, bytes, dict)) else source
+    gray = to_grayscale(image)
+    eight_bit = (isinstance(image, Image.Image) and image.mode in _EIGHT_BIT_MODES) or (
+        isinstance(image, (np.ndarray, torch.Tensor)) and str(image.dtype).split(".")[-1] in ("uint8", "bool")
+    )
+    if eight_bit:
+        return Image.fromarray(np.round(gray * 255.0).astype(np.uint8))
+    return Image.fromarray(np.round(gray * 65535.0).astype(np.uint16))
+
+
+def resize_grayscale(gray: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    """Resize an (H, W) float array in [0, 1] to size (height, width) with PIL, clipped to [0, 1]."""
+    height, width = size
+    if gray.shape == (height, width):
+        return gray
+    resized = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32)).resize((width, height), resample=resample)
+    # Clip the bicubic overshoot, as the published pipeline's uint8 images did.
+    return np.clip(np.asarray(resized), 0.0, 1.0)
+
+
+def center_crop_grayscale(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """torchvision's CenterCrop of an (H, W) array: zero padding when too small, offsets rounded half to even."""
+    crop_height, crop_width = size
+    height, width = gray.shape
+    if crop_height > height or crop_width > width:
+        pad_height, pad_width = max(crop_height - height, 0), max(crop_width - width, 0)
+        gray = np.pad(gray, ((pad_height // 2, (pad_height + 1) // 2), (pad_width // 2, (pad_width + 1) // 2)))
+        height, width = gray.shape
+    top = int(round((height - crop_height) / 2.0))
+    left = int(round((width - crop_width) / 2.0))
+    return gray[top : top + crop_height, left : left + crop_width]
+
+
+def _output_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
+    """The resized (height, width): the given one, or torchvision's Resize(int) short-side rule."""
+    if size.height and size.width:
+        return size.height, size.width
+    if size.shortest_edge and not size.longest_edge:
+        short, long = min(height, width), max(height, width)
+        new_long = int(size.shortest_edge * long / short)
+        return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
+    raise ValueError(f"expected size with keys (height, width) or (shortest_edge); found {dict(size)}")
+
+
+class MRMImageProcessorKwargs(ImagesKwargs, total=False):
+    """
+    mode (`str`): "evaluation" (resize the short side, center crop) or "pretraining" (resize to a square); picks the
+        published defaults of size, crop_size, resample and do_center_crop that are not given explicitly.
+    """
+
+    mode: str | None
+
+
+class MRMImageProcessor(PilBackend):
+    """Chest radiographs (any bit depth, colour mode, or DICOM) to normalised 3-channel `pixel_values`."""
+
+    valid_kwargs = MRMImageProcessorKwargs
+    model_input_names = ["pixel_values"]
+
+    mode = "evaluation"
+    do_resize = True
+    size = MODES["evaluation"]["size"]
+    default_to_square = False
+    resample = PILImageResampling.BILINEAR
+    do_center_crop = True
+    crop_size = MODES["evaluation"]["crop_size"]
+    # Pixels are scaled to [0, 1] by their bit depth when read, so a fixed rescale factor has no place.
+    do_rescale = False
+    rescale_factor = None
+    do_normalize = True
+    image_mean = [MRM_MEAN] * 3
+    image_std = [MRM_STD] * 3
+
+    def __init__(self, mode: str = "evaluation", **kwargs: Unpack[MRMImageProcessorKwargs]):
+        for key, value in _check_mode(mode).items():
+            if kwargs.get(key) is None:
+                kwargs[key] = value
+        super().__init__(mode=mode, **kwargs)
+
+    def preprocess(self, images, **kwargs: Unpack[MRMImageProcessorKwargs]) -> BatchFeature:
+        """Preprocess an image or a batch of images; `mode` switches to that mode's published defaults."""
+        mode = kwargs.get("mode")
+        if mode is not None and mode != self.mode:
+            for key, value in _check_mode(mode).items():
+                kwargs.setdefault(key, value)
+        return super().preprocess(images, **kwargs)
+
+    def fetch_images(self, image_url_or_urls):
+        """Paths, bytes and datasets image dicts as PIL images (DICOM included); images pass through."""
+        if isinstance(image_url_or_urls, (list, tuple)):
+            return [self.fetch_images(item) for item in image_url_or_urls]
+        if isinstance(image_url_or_urls, (str, os.PathLike, bytes, dict)):
+            return load_radiograph(image_url_or_urls)
+        return image_url_or_urls
+
+    def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
+        """A flat list of single images; 4-D arrays and nested lists are batches, 2-D and 3-D arrays one image."""
+        images = self.fetch_images(images)
+        if isinstance(images, (list, tuple)):
+            flat = [image for item in images for image in self._prepare_images_structure(item)]
+            if not flat:
+                raise ValueError("expected at least one image; found an empty list")
+            return flat
+        if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+            return list(images)
+        return [images]
+
+    def convert_to_grayscale(self, image, input_data_format=None) -> np.ndarray:
+        """Any supported input as an (H, W) float32 array in [0, 1]."""
+        return to_grayscale(image, input_data_format)
+
+    def process_image(self, image, input_data_format=None, **kwargs) -> np.ndarray:
+        """One input as a (1, H, W) float32 array in [0, 1]."""
+        return self.convert_to_grayscale(image, input_data_format)[None]
+
+    def resize(self, image: np.ndarray, size: SizeDict, resample=None, **kwargs) -> np.ndarray:
+        """Resize a (C, H, W) float array in [0, 1], channel by channel, with PIL."""
+        new_size = _output_size(image.shape[-2], image.shape[-1], size)
+        resample = self.resample if resample is None else resample
+        return np.stack([resize_grayscale(channel, new_size, resample) for channel in image])
+
+    def center_crop(self, image: np.ndarray, size: SizeDict, **kwargs) -> np.ndarray:
+        """torchvision's CenterCrop of a (C, H, W) array."""
+        if size.height is None or size.width is None:
+            raise ValueError(f"expected crop_size with keys (height, width); found {dict(size)}")
+        return np.stack([center_crop_grayscale(channel, (size.height, size.width)) for channel in image])
+
+    def _preprocess(
+        self,
+        images: list[np.ndarray],
+        do_resize: bool,
+        size: SizeDict,
+        resample,
+        do_center_crop: bool,
+        crop_size: SizeDict,
+        do_rescale: bool,
+        do_normalize: bool,
+        image_mean,
+        image_std,
+        do_pad: bool | None = None,
+        pad_size: SizeDict | None = None,
+        return_tensors=None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Resize, crop, replicate to 3 channels and normalise grayscale (1, H, W) images in [0, 1]."""
+        if do_rescale:
+            raise ValueError("expected do_rescale=False: MRMImageProcessor scales pixels by their bit depth when it "
+                             "reads them; found do_rescale=True")
+        processed = []
+        for image in images:
+            if do_resize:
+                image = self.resize(image, size, resample)
+            if do_center_crop:
+                image = self.center_crop(image, crop_size)
+            image = np.repeat(image, 3, axis=0)
+            if do_normalize:
+                image = self.normalize(image, image_mean, image_std)
+            processed.append(image.astype(np.float32, copy=False))
+        if do_pad:
+            processed = self.pad(processed, pad_size=pad_size)
+        return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
+
+
+__all__ = ["MRMImageProcessor", "load_radiograph", "to_grayscale"]
+
+MRMImageProcessor.register_for_auto_class("AutoImageProcessor")
