@@ -1,0 +1,190 @@
+"""Batches of image-report records with whole-word masked reports, as MRM pre-trains on them.
+
+Masking (MRM_NOTES §1.2): each word (a token not starting with "##", with the "##" pieces that follow it) is
+replaced by [MASK] with probability 0.5, all its pieces together, never with 80/10/10. The default rule never masks a
+special token and treats a "##" piece that follows one (or starts the sequence) as a word of its own. With
+`published_masking=True` the published loop is reproduced exactly: positions 1 .. L-2 only (the last position is never
+masked), stopping at the first [PAD]; a "##" piece is masked iff the token before it is [MASK] at that moment (so one
+right after [CLS] is never masked, and one after a literal [MASK] always is); any other token, special or not, draws.
+
+Labels: by default -100 on every unmasked position (the masked-token loss of the paper). `label_mode="all"` gives the
+published labels: the original ids at every position, [CLS] and [PAD] included.
+
+Both rules draw one uniform number per position and mask a word iff the number at its first token is below the
+probability, so on the same draws they give the same mask wherever the published quirks do not apply.
+
+Randomness: with `seed=None` (the default) the main process draws from torch's global RNG, which
+`transformers.set_seed` seeds and Trainer checkpoints and restores, so a resumed run masks exactly as an
+uninterrupted one. With a `seed` the collator owns a `torch.Generator` seeded once, so the same seed gives the same
+masks for the same sequence of batches. In a DataLoader worker each worker gets its own copy, re-seeded from `seed`
+and the worker's torch seed (`get_worker_info().seed`), so workers and epochs draw different masks, reproducibly
+whenever the DataLoader's generator (or torch's global seed) is fixed.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def token_lookups(tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bool tensors over the vocabulary: which ids are "##" continuation pieces, and which are special tokens."""
+    vocab = tokenizer.get_vocab()
+    is_continuation = torch.zeros(max(len(tokenizer), max(vocab.values()) + 1), dtype=torch.bool)
+    is_continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
+    is_special = torch.zeros_like(is_continuation)
+    is_special[tokenizer.all_special_ids] = True
+    return is_continuation, is_special
+
+
+def whole_word_mask(
+    input_ids: torch.Tensor,
+    is_continuation: torch.Tensor,
+    is_special: torch.Tensor,
+    mask_token_id: int,
+    pad_token_id: int,
+    probability: float = 0.5,
+    generator: torch.Generator | None = None,
+    published: bool = False,
+) -> torch.Tensor:
+    """Which positions of (batch, length) ids to mask, as a bool tensor; lookups come from `token_lookups`."""
+    ids = torch.as_tensor(input_ids)
+    if ids.dim() != 2:
+        raise ValueError(f"`input_ids` must be (batch, length), got shape {tuple(ids.shape)}.")
+    draws = torch.rand(ids.shape, generator=generator) < probability
+    if published:
+        return _published_mask(ids.tolist(), draws.tolist(), is_continuation, mask_token_id, pad_token_id)
+
+    maskable = ~is_special[ids]
+    follows_maskable = torch.nn.functional.pad(maskable[:, :-1], (1, 0), value=False)
+    word_start = maskable & (~is_continuation[ids] | ~follows_maskable)
+    positions = torch.arange(ids.shape[1]).expand_as(ids)
+    start_of_word = torch.cummax(torch.where(word_start, positions, -1), dim=1).values
+    chosen = (word_start & draws).gather(1, start_of_word.clamp(min=0))
+    return maskable & chosen
+
+
+def _published_mask(
+    rows: list[list[int]],
+    draws: list[list[bool]],
+    is_continuation: torch.Tensor,
+    mask_token_id: int,
+    pad_token_id: int,
+) -> torch.Tensor:
+    """The published `_random_mask` loop, on the given draws."""
+    continuation = is_continuation.tolist()
+    mask = torch.zeros(len(rows), len(rows[0]) if rows else 0, dtype=torch.bool)
+    for row, (ids, row_draws) in enumerate(zip(rows, draws)):
+        current = list(ids)
+        for i in range(1, len(ids) - 1):
+            if ids[i] == pad_token_id:
+                break
+            if continuation[ids[i]]:
+                hit = current[i - 1] == mask_token_id
+            else:
+                hit = row_draws[i]
+            if hit:
+                current[i] = mask_token_id
+                mask[row, i] = True
+    return mask
+
+
+@dataclass
+class DataCollatorForMRM:
+    """Stack `pixel_values`; tokenize (`text`/`report`) or pad (`input_ids`), whole-word mask and label reports."""
+
+    tokenizer: PreTrainedTokenizerBase
+    mlm_probability: float = 0.5
+    max_length: int = 100
+    published_masking: bool = False
+    label_mode: Literal["masked", "all"] = "masked"
+    seed: int | None = None
+    return_tensors: str = "pt"
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _generator_owner: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.return_tensors != "pt":
+            raise ValueError(f"`return_tensors` must be 'pt', got {self.return_tensors!r}.")
+        if self.label_mode not in ("masked", "all"):
+            raise ValueError(f"`label_mode` must be 'masked' or 'all', got {self.label_mode!r}.")
+        if not 0.0 <= self.mlm_probability <= 1.0:
+            raise ValueError(f"`mlm_probability` must be in [0, 1], got {self.mlm_probability}.")
+        for name in ("mask_token_id", "pad_token_id"):
+            if getattr(self.tokenizer, name) is None:
+                raise ValueError(f"The tokenizer must define `{name.removesuffix('_id')}`; it has none.")
+        self._is_continuation, self._is_special = token_lookups(self.tokenizer)
+
+    def __getstate__(self):
+        # A worker re-seeds its own generator; torch generators need not travel.
+        return {**self.__dict__, "_generator": None, "_generator_owner": None}
+
+    def generator(self) -> torch.Generator | None:
+        """This process's generator: None (torch's global RNG) in the main process without a seed; else seeded once."""
+        info = torch.utils.data.get_worker_info()
+        if info is None and self.seed is None:
+            return None
+        owner = None if info is None else (info.id, info.seed)
+        if self._generator is None or owner != self._generator_owner:
+            seed = self.seed
+            if info is not None:
+                entropy = [info.seed] if seed is None else [seed, info.seed]
+                seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+            self._generator = torch.Generator().manual_seed(seed)
+            self._generator_owner = owner
+        return self._generator
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = self._encode(examples)
+        mask = whole_word_mask(
+            input_ids,
+            self._is_continuation,
+            self._is_special,
+            self.tokenizer.mask_token_id,
+            self.tokenizer.pad_token_id,
+            self.mlm_probability,
+            self.generator(),
+            self.published_masking,
+        )
+        batch = {
+            "input_ids": input_ids.masked_fill(mask, self.tokenizer.mask_token_id),
+            "attention_mask": attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids),
+            "labels": input_ids if self.label_mode == "all" else input_ids.masked_fill(~mask, -100),
+        }
+        if "pixel_values" in examples[0]:
+            batch["pixel_values"] = torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])
+        return batch
+
+    def _encode(self, examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Report ids and attention mask, (batch, max_length), from `input_ids` or from `text`/`report` strings."""
+        first = examples[0]
+        if "input_ids" not in first:
+            key = "text" if "text" in first else "report" if "report" in first else None
+            if key is None:
+                raise KeyError(f"Each example needs `input_ids`, `text` or `report`; found keys {sorted(first)}.")
+            encoded = self.tokenizer(
+                [e[key] for e in examples],
+                padding="max_length",
+                truncation=True,
+                max_length=self.max_length,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            return encoded["input_ids"], encoded["attention_mask"]
+
+        input_ids = torch.full((len(examples), self.max_length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, example in enumerate(examples):
+            ids = torch.as_tensor(example["input_ids"], dtype=torch.long).flatten()[: self.max_length]
+            given = example.get("attention_mask")
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = (
+                1 if given is None else torch.as_tensor(given, dtype=torch.long).flatten()[: len(ids)]
+            )
+        return input_ids, attention_mask
+
+
+__all__ = ["DataCollatorForMRM", "token_lookups", "whole_word_mask"]

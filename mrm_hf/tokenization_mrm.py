@@ -1,0 +1,86 @@
+"""The MRM report tokenizer: the published WordPiece vocabulary (`mimic_wordpiece.json`) or one trained the same way.
+
+The published code encodes `"[CLS] " + report`, truncates to 100 ids and pads with [PAD] = 0. Here a
+`TemplateProcessing` post-processor adds [CLS], so `tokenizer(report, padding="max_length", truncation=True)` gives
+the same ids, attention mask and (zero) token types with no string surgery. Special tokens written in a report
+("[MASK]", "[CLS]") are matched as special tokens, exactly as in the published encoding; lowercase look-alikes such
+as "[cls]" are ordinary text. A WordPiece decoder is added for readable `decode`; it does not change the ids.
+
+The result is a plain `PreTrainedTokenizerFast`: `save_pretrained` / `AutoTokenizer.from_pretrained` need no MRM code.
+"""
+
+from collections.abc import Iterable
+from os import PathLike
+
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+from tokenizers.trainers import WordPieceTrainer
+from transformers import PreTrainedTokenizerFast
+
+
+SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+"""The published special tokens, with ids 0, 1, 2, 3 in this order. There is no [SEP]."""
+
+MAX_LENGTH = 100
+"""The published `max_caption_length`, equal to the report encoder's position table."""
+
+
+def _as_report_tokenizer(backend: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
+    """Wrap a WordPiece backend with [CLS] prepended, right padding/truncation and the special tokens named."""
+    cls_id = backend.token_to_id(SPECIAL_TOKENS["cls_token"])
+    found = [backend.token_to_id(token) for token in SPECIAL_TOKENS.values()]
+    if found != [0, 1, 2, 3]:
+        raise ValueError(f"Expected [PAD], [UNK], [CLS], [MASK] to have ids 0, 1, 2, 3; found {found}.")
+    backend.no_padding()
+    backend.no_truncation()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0", pair="[CLS]:0 $A:0 $B:1", special_tokens=[("[CLS]", cls_id)]
+    )
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        model_max_length=max_length,
+        padding_side="right",
+        truncation_side="right",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **SPECIAL_TOKENS,
+    )
+
+
+def load_published_tokenizer(path: str | PathLike, max_length: int = MAX_LENGTH) -> PreTrainedTokenizerFast:
+    """Load the published `mimic_wordpiece.json` as a tokenizer that prepends [CLS] itself."""
+    return _as_report_tokenizer(Tokenizer.from_file(str(path)), max_length)
+
+
+def train_report_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 30000,
+    min_frequency: int = 0,
+    max_length: int = MAX_LENGTH,
+    limit_alphabet: int | None = None,
+    show_progress: bool = False,
+) -> PreTrainedTokenizerFast:
+    """Train a WordPiece vocabulary with the published pipeline (and `WordPieceTrainer`'s own defaults)."""
+    backend = Tokenizer(
+        WordPiece(unk_token=SPECIAL_TOKENS["unk_token"], continuing_subword_prefix="##", max_input_chars_per_word=100)
+    )
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), normalizers.NFKD(), normalizers.StripAccents()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)]
+    )
+    options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
+    trainer = WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        continuing_subword_prefix="##",
+        show_progress=show_progress,
+        **options,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return _as_report_tokenizer(backend, max_length)
+
+
+__all__ = ["MAX_LENGTH", "SPECIAL_TOKENS", "load_published_tokenizer", "train_report_tokenizer"]
