@@ -1,12 +1,45 @@
-"""Data: report sections, MIMIC-CXR records and the MRM collator. Imports nothing from the model."""
+"""Data: report sections, MIMIC-CXR records, the MRM collator, the synthetic demo records and the downstream
+classification datasets. Imports nothing from the model."""
 
+from .classification import (
+    CHEXPERT_COMPETITION_LABELS,
+    COVID_LABELS,
+    NIH_LABELS,
+    RSNA_LABELS,
+    VIRAL_LABELS,
+    SplitListError,
+    label_names,
+    load_chexpert,
+    load_covid,
+    load_csv,
+    load_nih,
+    load_rsna,
+    read_split_list,
+)
 from .collator import DataCollatorForMRM, token_lookups, whole_word_mask
+from .demo import DEMO_DESCRIPTION, make_demo_dataset_dict, make_demo_records
 from .mimic import CHEXPERT_LABELS, RecordError, load_mimic_cxr, load_training_csv, write_resized_copy
 from .reports import REPORT_POLICIES, extract_sections, report_text
 
 
 __all__ = [
+    "CHEXPERT_COMPETITION_LABELS",
     "CHEXPERT_LABELS",
+    "COVID_LABELS",
+    "DEMO_DESCRIPTION",
+    "NIH_LABELS",
+    "RSNA_LABELS",
+    "SplitListError",
+    "VIRAL_LABELS",
+    "label_names",
+    "load_chexpert",
+    "load_covid",
+    "load_csv",
+    "load_nih",
+    "load_rsna",
+    "make_demo_dataset_dict",
+    "make_demo_records",
+    "read_split_list",
     "REPORT_POLICIES",
     "DataCollatorForMRM",
     "RecordError",

@@ -1,0 +1,652 @@
+"""Labelled chest X-rays for fine-tuning: the published MRM splits of NIH ChestX-ray14, CheXpert, RSNA Pneumonia and
+the COVID-19 image data collection, and any CSV of image paths and labels, as `datasets.DatasetDict`s.
+
+Every builder returns the splits `train`, `validation` and `test` (those it has) with the columns:
+- `image`: a datasets `Image()` holding the absolute path, decoded on access. DICOM files (RSNA) get
+  `Image(decode=False)`, because PIL cannot open them: rows hold `{"path", "bytes"}` dicts, which `MRMImageProcessor`
+  (through `load_radiograph`) reads, windowing and MONOCHROME1 included.
+- `labels`: `List(Value("float32"), length=C)`, one 0/1 value per class in the published order, for BCE with logits
+  (`multi_label_classification`). Binary tasks (RSNA, COVID) have C = 1: the published NIH script uses BCE with logits
+  and the RSNA and COVID scripts were never released (MRM_NOTES §3.2), so one output keeps every task on that one
+  loss. `load_csv` can instead give one integer class (`ClassLabel`) per image for softmax training.
+- `image_path`: the image's path as the split list or CSV names it.
+The class names are in the module constants and, for any built dataset, `label_names(dataset)`: they are stored in
+each split's `info.description`, so they survive `save_to_disk`.
+
+The split lists are never shipped: `split_dir` is the published `DatasetsSplits/` folder or one dataset's folder in it.
+Images are found by indexing `data_dir` once: a listed name matches a file whose path ends with the whole name, else
+with the name less its first folder (so `data_dir` may be the folder that holds `CheXpert-v1.0-small/` or that folder
+itself). Bare file names (NIH, COVID) match anywhere below `data_dir`: the official `images_00X/images/`, the
+published `root/<split>/all_classes/`, or any other layout. When several files match, the shallowest (then the first
+in path order) is taken, with a warning.
+
+Bad input is never read silently. A malformed list line or CSV row is skipped, counted and reported in one warning
+naming the file and line numbers; listed images missing on disk are left out the same way; `strict=True` raises at
+either instead. Missing or miscounted label columns always raise.
+"""
+
+import csv
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, List, Value
+
+
+NIH_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
+CHEXPERT_COMPETITION_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+RSNA_LABELS = ("Pneumonia",)
+COVID_LABELS = ("COVID-19",)  # task "covid": COVID-19 (1) vs any other finding (0)
+VIRAL_LABELS = ("viral",)  # task "viral": viral (1) vs bacterial (0) pneumonia
+COVID_TASKS = {"covid": COVID_LABELS, "viral": VIRAL_LABELS}
+
+# What the published CheXpert lists imply for uncertain (-1) labels (MRM_NOTES §3.1: inferred from the prevalences).
+CHEXPERT_PUBLISHED_UNCERTAIN = {"Atelectasis": 1.0, "Cardiomegaly": 0.0, "Consolidation": 0.0, "Edema": 1.0,
+                                "Pleural Effusion": 1.0}
+UNCERTAIN_POLICIES = ("published", "ones", "zeros")
+UncertainPolicy = Literal["published", "ones", "zeros"]
+ProblemType = Literal["multi_label_classification", "single_label_classification"]
+
+SPLITS = ("train", "validation", "test")
+LABEL_FRACTIONS = {1: "train_1.txt", 10: "train_10.txt", 100: "train_list.txt"}
+EVALUATION_LISTS = {"validation": "val_list.txt", "test": "test_list.txt"}
+NIH_FOLDER = "NIH_ChestX-ray"
+CHEXPERT_FOLDER = "CheXpert"
+RSNA_FOLDER = "RSNA_Pneumonia"
+COVID_FOLDER = "COVID-19_Image_Data_Collection"
+CHEXPERT_DATA_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
+RSNA_LABELS_CSV = "stage_2_train_labels.csv"
+RSNA_TRAIN_IMAGES = "stage_2_train_images"
+DICOM_SUFFIXES = (".dcm", ".dicom")
+_EXAMPLES = 5  # how many offending lines or files a message names
+_NAMES_MARKER = "label_names="
+_BINARY = {"0": 0, "1": 1}
+
+
+class SplitListError(ValueError):
+    """A malformed line of a split list or row of a label CSV, raised in strict mode."""
+
+
+# ---- reporting -------------------------------------------------------------------------------------------------------
+
+
+class _Malformed:
+    """Collects malformed lines of one file, or raises at the first one in strict mode; warns once at the end."""
+
+    def __init__(self, source: str | os.PathLike, strict: bool):
+        self.source, self.strict, self.lines = str(source), strict, []
+
+    def add(self, number: int, text: str, reason: str):
+        if self.strict:
+            raise SplitListError(f"{self.source}, line {number}: {reason}: {text!r}")
+        self.lines.append((number, text, reason))
+
+    def finish(self, total: int):
+        if not self.lines:
+            return
+        shown = "; ".join(f"line {n}: {text!r} ({reason})" for n, text, reason in self.lines[:_EXAMPLES])
+        more = f"; and {len(self.lines) - _EXAMPLES} more" if len(self.lines) > _EXAMPLES else ""
+        if len(self.lines) == total:
+            raise SplitListError(f"None of the {total} lines in {self.source} is usable: {shown}{more}.")
+        warnings.warn(
+            f"Skipped {len(self.lines)} malformed of {total} lines in {self.source}: {shown}{more}. "
+            "Pass strict=True to raise instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _binary(token: str) -> int | None:
+    """0 or 1 from "0", "1", "0.0" or "1.0"; None for anything else."""
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return int(value) if value in (0.0, 1.0) else None
+
+
+# ---- published split lists -------------------------------------------------------------------------------------------
+
+
+def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = False) -> list[tuple[str, list[int]]]:
+    """The (name, 0/1 labels) entries of a published split list: one `name label_1 ... label_C` line per image."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected a split list at {path}; it does not exist.")
+    entries, malformed, total = [], _Malformed(path, strict), 0
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            total += 1
+            if len(fields) != 1 + num_labels:
+                reason = f"expected a name and {num_labels} labels, found {len(fields)} fields"
+                malformed.add(number, line.strip(), reason)
+                continue
+            labels = list(map(_BINARY.get, fields[1:]))
+            if None in labels:
+                labels = [_binary(token) for token in fields[1:]]
+                bad = [token for token, label in zip(fields[1:], labels) if label is None]
+                if bad:
+                    malformed.add(number, line.strip(), f"label {bad[0]!r} is not 0 or 1")
+                    continue
+            entries.append((fields[0], labels))
+    malformed.finish(total)
+    return entries
+
+
+def _split_folder(split_dir: str | os.PathLike, folder: str) -> Path:
+    """The dataset's folder of split lists: `split_dir/folder` when it exists, else `split_dir` itself."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"Expected the folder of published split lists at {split_dir}; it does not exist.")
+    return split_dir / folder if (split_dir / folder).is_dir() else split_dir
+
+
+def _list_file(folder: Path, name: str, hint: str = "") -> Path:
+    path = folder / name
+    if not path.is_file():
+        found = sorted(p.name for p in folder.glob("*.txt"))
+        raise FileNotFoundError(f"Expected the split list {path}; it does not exist (found {found}).{hint}")
+    return path
+
+
+def _published_lists(folder: Path, label_fraction: int, splits: Sequence[str], hint: str = "") -> dict[str, Path]:
+    """The list file of each requested split, the training one chosen by `label_fraction` (1, 10 or 100 percent)."""
+    if label_fraction not in LABEL_FRACTIONS:
+        raise ValueError(f"`label_fraction` must be one of {sorted(LABEL_FRACTIONS)} (percent); "
+                         f"found {label_fraction!r}.")
+    names = {"train": LABEL_FRACTIONS[label_fraction], **EVALUATION_LISTS}
+    return {split: _list_file(folder, names[split], hint if split == "train" else "") for split in splits}
+
+
+def _check_splits(splits: Iterable[str] | None, available: Sequence[str]) -> list[str]:
+    splits = list(available if splits is None else splits)
+    unknown = [split for split in splits if split not in available]
+    if unknown or not splits:
+        raise ValueError(f"`splits` must be a non-empty selection of {list(available)}; found {splits}.")
+    return splits
+
+
+# ---- finding images --------------------------------------------------------------------------------------------------
+
+
+class _ImageIndex:
+    """Every file below a folder, walked once, found by the tail of a listed name."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"Expected the image folder {self.root}; it does not exist.")
+        self.by_name: dict[str, list[tuple[str, ...]]] = {}
+        seen = set()
+        for folder, subfolders, files in os.walk(self.root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:  # walked already: a symbolic link loop, or a second link to the same folder
+                subfolders[:] = []
+                continue
+            seen.add(real)
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            relative = Path(folder).relative_to(self.root).parts
+            for name in files:
+                self.by_name.setdefault(name, []).append((*relative, name))
+        for candidates in self.by_name.values():
+            candidates.sort(key=lambda parts: (len(parts), parts))
+        self.ambiguous: list[tuple[str, list[str]]] = []
+
+    def find(self, name: str) -> str | None:
+        """The absolute path of the file `name` (a relative path) names, or None."""
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        candidates = self.by_name.get(parts[-1], [])
+        for keep in dict.fromkeys((len(parts), max(len(parts) - 1, 1))):
+            matches = [c for c in candidates if c[len(c) - keep :] == parts[len(parts) - keep :]]
+            if matches:
+                if len(matches) > 1:
+                    self.ambiguous.append((name, ["/".join(m) for m in matches]))
+                return str(self.root.joinpath(*matches[0]))
+        return None
+
+
+def _missing_images(source: str, data_dir: str, missing: list[str], total: int, strict: bool):
+    """Raise (strict, or nothing found) or warn about the listed images that are not on disk."""
+    if not missing:
+        return
+    shown = ", ".join(missing[:_EXAMPLES]) + (", ..." if len(missing) > _EXAMPLES else "")
+    message = f"{len(missing)} of {total} images named in {source} are not under {data_dir} (e.g. {shown})"
+    if strict or len(missing) == total:
+        raise FileNotFoundError(message + ("." if strict else "; is `data_dir` right?"))
+    warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+
+
+def _warn_ambiguous(index: _ImageIndex):
+    if index.ambiguous:
+        name, matches = index.ambiguous[0]
+        warnings.warn(
+            f"{len(index.ambiguous)} listed names match more than one file under {index.root}; the shallowest (then "
+            f"first in path order) was taken, e.g. {name!r} -> {matches[0]!r} (also {matches[1:]}).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+# ---- datasets --------------------------------------------------------------------------------------------------------
+
+
+def _image_feature(paths: Sequence[str]) -> Image:
+    """`Image()`, or `Image(decode=False)` when any image is DICOM (PIL cannot decode it; the processor can)."""
+    return Image(decode=not any(p.lower().endswith(DICOM_SUFFIXES) for p in paths))
+
+
+def _dataset(rows: list[tuple[str, str, list]], names: Sequence[str], description: str, label_feature=None) -> Dataset:
+    """A split from (absolute path, listed name, labels) rows."""
+    paths = [row[0] for row in rows]
+    features = Features(
+        {
+            "image": _image_feature(paths),
+            "labels": label_feature or List(Value("float32"), length=len(names)),
+            "image_path": Value("string"),
+        }
+    )
+    info = DatasetInfo(description=f"{description} {_NAMES_MARKER}{json.dumps(list(names))}", features=features)
+    data = {"image": paths, "labels": [row[2] for row in rows], "image_path": [row[1] for row in rows]}
+    return Dataset.from_dict(data, features=features, info=info)
+
+
+def _located(
+    entries: list[tuple[str, list]], index: _ImageIndex, source: str, strict: bool
+) -> list[tuple[str, str, list]]:
+    """(absolute path, name, labels) of the listed images found on disk; missing ones reported."""
+    rows, missing = [], []
+    for name, labels in entries:
+        path = index.find(name)
+        if path is None:
+            missing.append(name)
+        else:
+            rows.append((path, name, labels))
+    _missing_images(source, str(index.root), missing, len(entries), strict)
+    return rows
+
+
+def _from_lists(
+    lists: dict[str, Path], data_dir: str | os.PathLike, names: Sequence[str], description: str, strict: bool
+) -> DatasetDict:
+    """One split per published list, its images found below `data_dir`."""
+    index = _ImageIndex(data_dir)
+    splits = {}
+    for split, path in lists.items():
+        entries = read_split_list(path, len(names), strict=strict)
+        rows = _located(entries, index, str(path), strict)
+        splits[split] = _dataset(rows, names, f"{description}, {split} ({path.name}).")
+    _warn_ambiguous(index)
+    return DatasetDict(splits)
+
+
+def label_names(dataset: Dataset | DatasetDict) -> list[str]:
+    """The class names of a dataset built here, in the order of its `labels`."""
+    if isinstance(dataset, DatasetDict):
+        dataset = next(iter(dataset.values()))
+    feature = dataset.features.get("labels")
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    description = dataset.info.description or ""
+    if _NAMES_MARKER not in description:
+        raise ValueError(f"Expected a dataset built by mrm_hf.data with `{_NAMES_MARKER}` in its info.description; "
+                         f"found the description {description!r}.")
+    return json.loads(description.split(_NAMES_MARKER, 1)[1])
+
+
+# ---- NIH ChestX-ray14 ------------------------------------------------------------------------------------------------
+
+
+def load_nih(
+    data_dir: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    label_fraction: int = 100,
+    splits: Sequence[str] | None = None,
+    strict: bool = False,
+) -> DatasetDict:
+    """NIH ChestX-ray14 on the published split (train 1/10/100%, val 11,219, test 22,433), 14 labels (`NIH_LABELS`).
+
+    Images (`<id>.png`) are found anywhere below `data_dir`, e.g. the official `images_00X/images/` folders.
+    """
+    lists = _published_lists(_split_folder(split_dir, NIH_FOLDER), label_fraction, _check_splits(splits, SPLITS))
+    return _from_lists(lists, data_dir, NIH_LABELS, f"NIH ChestX-ray14, MRM split, {label_fraction}% labels", strict)
+
+
+# ---- CheXpert --------------------------------------------------------------------------------------------------------
+
+
+def _chexpert_csv(data_dir: Path, name: str) -> Path:
+    """The official `train.csv` or `valid.csv`, in `data_dir` or in its CheXpert-v1.0(-small) folder."""
+    candidates = [data_dir / name] + [data_dir / folder / name for folder in CHEXPERT_DATA_FOLDERS]
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        raise FileNotFoundError(f"Expected the official CheXpert {name} at one of {[str(p) for p in candidates]}.")
+    if len(found) > 1:
+        raise ValueError(f"Found more than one CheXpert {name}: {[str(p) for p in found]}; point `data_dir` at one.")
+    return found[0]
+
+
+def _read_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return next(csv.reader(file), [])
+
+
+def _require_columns(path: Path, required: Sequence[str], found: Sequence[str]):
+    missing = [column for column in required if column not in found]
+    if missing:
+        raise ValueError(f"{path} must have the columns {list(required)}; {missing} are missing (found {list(found)}).")
+
+
+def _chexpert_label(raw: str, column: str, policy: UncertainPolicy) -> float | None:
+    """A label from the official CSV: 1 and 0 as they are, blank as 0, -1 (uncertain) by `policy`; None if invalid."""
+    if raw.strip() == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if value in (0.0, 1.0):
+        return value
+    if value == -1.0:
+        return {"ones": 1.0, "zeros": 0.0}.get(policy, CHEXPERT_PUBLISHED_UNCERTAIN[column])
+    return None
+
+
+def read_chexpert_csv(
+    path: str | os.PathLike, uncertain_policy: UncertainPolicy = "published", strict: bool = False
+) -> list[tuple[str, list[float]]]:
+    """The (Path, 5 competition labels) rows of an official CheXpert `train.csv` or `valid.csv`."""
+    if uncertain_policy not in UNCERTAIN_POLICIES:
+        raise ValueError(f"`uncertain_policy` must be one of {UNCERTAIN_POLICIES}; found {uncertain_policy!r}.")
+    path = Path(path)
+    _require_columns(path, ["Path", *CHEXPERT_COMPETITION_LABELS], _read_header(path))
+    entries, malformed, total = [], _Malformed(path, strict), 0
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        for row in reader:
+            total += 1
+            labels = [_chexpert_label(row[c] or "", c, uncertain_policy) for c in CHEXPERT_COMPETITION_LABELS]
+            bad = [(c, row[c]) for c, label in zip(CHEXPERT_COMPETITION_LABELS, labels) if label is None]
+            if bad or not row["Path"]:
+                reason = f"{bad[0][0]} is {bad[0][1]!r}, not 1, 0, -1 or blank" if bad else "empty Path"
+                malformed.add(reader.line_num, ",".join(row[c] or "" for c in ["Path", *CHEXPERT_COMPETITION_LABELS]),
+                              reason)
+                continue
+            entries.append((row["Path"], labels))
+    malformed.finish(total)
+    return entries
+
+
+def load_chexpert(
+    data_dir: str | os.PathLike,
+    split_dir: str | os.PathLike | None = None,
+    label_fraction: int = 100,
+    uncertain_policy: UncertainPolicy = "published",
+    splits: Sequence[str] | None = None,
+    strict: bool = False,
+) -> DatasetDict:
+    """CheXpert's 5 competition labels (`CHEXPERT_COMPETITION_LABELS`), from the published lists or the official CSVs.
+
+    With `split_dir`: the published split (train 1/10/100%, validation 5,000 taken from train, test = the official
+    234-image valid set), whose labels already carry the published uncertain-label mapping. Without it: `train` from
+    the official `train.csv` and `test` from `valid.csv` (the published test set), no validation split; uncertain (-1)
+    labels become 1 ("ones"), 0 ("zeros") or, with "published", 1 for Atelectasis, Edema and Pleural Effusion and 0
+    for Cardiomegaly and Consolidation; blanks become 0. Lateral views are kept, as in the published lists.
+    """
+    if uncertain_policy not in UNCERTAIN_POLICIES:
+        raise ValueError(f"`uncertain_policy` must be one of {UNCERTAIN_POLICIES}; found {uncertain_policy!r}.")
+    description = f"CheXpert, 5 competition labels, {label_fraction}% labels"
+    if split_dir is not None:
+        if uncertain_policy != "published":
+            raise ValueError(f"The published lists already map uncertain labels the published way; found "
+                             f"uncertain_policy={uncertain_policy!r}. Build from the official CSVs (split_dir=None) "
+                             "to choose another policy.")
+        hint = (" The 100% list (about 218k lines) ships with the published code; or build from the official "
+                "train.csv with split_dir=None.")
+        folder = _split_folder(split_dir, CHEXPERT_FOLDER)
+        lists = _published_lists(folder, label_fraction, _check_splits(splits, SPLITS), hint)
+        return _from_lists(lists, data_dir, CHEXPERT_COMPETITION_LABELS, f"{description}, MRM split", strict)
+    if label_fraction != 100:
+        raise ValueError(f"The official CSVs give 100% of the labels; found label_fraction={label_fraction}. The "
+                         "published 1% and 10% subsets need `split_dir`.")
+    data_dir = Path(data_dir)
+    csvs = {"train": "train.csv", "test": "valid.csv"}
+    index = _ImageIndex(data_dir)
+    result = {}
+    for split in _check_splits(splits, ("train", "test")):
+        path = _chexpert_csv(data_dir, csvs[split])
+        entries = read_chexpert_csv(path, uncertain_policy, strict)
+        rows = _located(entries, index, str(path), strict)
+        result[split] = _dataset(rows, CHEXPERT_COMPETITION_LABELS,
+                                 f"{description}, official {path.name}, uncertain labels: {uncertain_policy}.")
+    _warn_ambiguous(index)
+    return DatasetDict(result)
+
+
+# ---- RSNA Pneumonia --------------------------------------------------------------------------------------------------
+
+
+def read_rsna_labels(path: str | os.PathLike, strict: bool = False) -> list[tuple[str, list[int]]]:
+    """One (stage_2_train_images/<patientId>.dcm, [Target]) per patient of `stage_2_train_labels.csv`, in file order."""
+    path = Path(path)
+    _require_columns(path, ["patientId", "Target"], _read_header(path))
+    targets: dict[str, int] = {}
+    malformed, total = _Malformed(path, strict), 0
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        for row in reader:
+            total += 1
+            patient, target = row["patientId"] or "", _binary(row["Target"] or "")
+            if not patient or target is None:
+                malformed.add(reader.line_num, f"{patient},{row['Target']}", "expected a patientId and a 0/1 Target")
+            elif targets.setdefault(patient, target) != target:
+                malformed.add(reader.line_num, f"{patient},{row['Target']}",
+                              f"Target differs from the patient's earlier Target {targets[patient]}")
+    malformed.finish(total)
+    return [(f"{RSNA_TRAIN_IMAGES}/{patient}.dcm", [target]) for patient, target in targets.items()]
+
+
+def load_rsna(
+    data_dir: str | os.PathLike,
+    split_dir: str | os.PathLike | None = None,
+    label_fraction: int = 100,
+    splits: Sequence[str] | None = None,
+    strict: bool = False,
+) -> DatasetDict:
+    """RSNA Pneumonia, one label (`RSNA_LABELS`), from the published lists or the official labels CSV.
+
+    With `split_dir`: the published split (train 1/10/100%, validation 1,500 from stage 2 train, test 3,000 from
+    `stage_2_test_images`). Without it: `train` only, every patient of `stage_2_train_labels.csv` (several box rows
+    per patient become one label). Images are DICOM, so `image` is `Image(decode=False)`; see the module docstring.
+    """
+    description = f"RSNA Pneumonia, {label_fraction}% labels"
+    if split_dir is not None:
+        lists = _published_lists(_split_folder(split_dir, RSNA_FOLDER), label_fraction, _check_splits(splits, SPLITS))
+        return _from_lists(lists, data_dir, RSNA_LABELS, f"{description}, MRM split", strict)
+    if label_fraction != 100:
+        raise ValueError(f"The official labels CSV gives 100% of the labels; found label_fraction={label_fraction}. "
+                         "The published 1% and 10% subsets need `split_dir`.")
+    _check_splits(splits, ("train",))
+    path = Path(data_dir) / RSNA_LABELS_CSV
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected the official RSNA labels at {path}; it does not exist.")
+    index = _ImageIndex(data_dir)
+    rows = _located(read_rsna_labels(path, strict), index, str(path), strict)
+    _warn_ambiguous(index)
+    return DatasetDict({"train": _dataset(rows, RSNA_LABELS, f"{description}, official {path.name}.")})
+
+
+# ---- COVID-19 image data collection ----------------------------------------------------------------------------------
+
+
+def load_covid(
+    data_dir: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    task: Literal["covid", "viral"] = "covid",
+    split_index: int = 1,
+    splits: Sequence[str] | None = None,
+    strict: bool = False,
+) -> DatasetDict:
+    """One of the five published random splits of the COVID-19 image data collection (ieee8023), one label.
+
+    task "covid": COVID-19 (1) vs not (0), `COVID_LABELS`; task "viral": viral (1) vs bacterial (0) pneumonia,
+    `VIRAL_LABELS`. Lists are `<task><split_index>/is<task>_{train,val,test}.txt`; images are found below `data_dir`
+    (the collection's `images/` folder). The first line of `viral1/isviral_test.txt` is corrupt and is reported.
+    """
+    if task not in COVID_TASKS:
+        raise ValueError(f"`task` must be one of {sorted(COVID_TASKS)}; found {task!r}.")
+    if split_index not in range(1, 6):
+        raise ValueError(f"`split_index` must be 1, 2, 3, 4 or 5; found {split_index!r}.")
+    folder = _split_folder(split_dir, COVID_FOLDER) / f"{task}{split_index}"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Expected the split folder {folder}; it does not exist.")
+    files = {"train": "train", "validation": "val", "test": "test"}
+    lists = {s: _list_file(folder, f"is{task}_{files[s]}.txt") for s in _check_splits(splits, SPLITS)}
+    description = f"COVID-19 image data collection, task {task}, split {split_index}"
+    return _from_lists(lists, data_dir, COVID_TASKS[task], description, strict)
+
+
+# ---- any CSV ---------------------------------------------------------------------------------------------------------
+
+
+def _read_label_csv(
+    path: Path,
+    image_column: str,
+    label_columns: list[str] | None,
+    problem_type: ProblemType,
+    num_labels: int | None,
+    strict: bool,
+) -> tuple[list[str], list[tuple[str, list | int]]]:
+    """The label columns and the (image path, labels) rows of one CSV; malformed rows reported."""
+    header = _read_header(path)
+    _require_columns(path, [image_column], header)
+    columns = label_columns if label_columns is not None else [c for c in header if c != image_column]
+    _require_columns(path, columns, header)
+    if problem_type == "single_label_classification" and len(columns) != 1:
+        raise ValueError(f"Single-label classification needs one integer class column; found {len(columns)} label "
+                         f"columns {columns} in {path}. Pass `label_columns=[<the class column>]`.")
+    if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
+        raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
+                         f"{columns}.")
+    entries, malformed, total = [], _Malformed(path, strict), 0
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        for row in reader:
+            total += 1
+            text = ",".join(row[c] or "" for c in [image_column, *columns])
+            image = row[image_column] or ""
+            if not image.strip():
+                malformed.add(reader.line_num, text, f"empty {image_column}")
+                continue
+            if problem_type == "multi_label_classification":
+                labels = [_binary(row[c] or "") for c in columns]
+                bad = [c for c, label in zip(columns, labels) if label is None]
+                if bad:
+                    malformed.add(reader.line_num, text, f"{bad[0]} is {row[bad[0]]!r}, not 0 or 1")
+                    continue
+                entries.append((image, labels))
+            else:
+                raw = row[columns[0]] or ""
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = -1.0
+                if not value.is_integer() or value < 0 or (num_labels is not None and value >= num_labels):
+                    expected = f"0 .. {num_labels - 1}" if num_labels is not None else "0, 1, 2, ..."
+                    malformed.add(reader.line_num, text, f"{columns[0]} is {raw!r}, not a class id {expected}")
+                    continue
+                entries.append((image, int(value)))
+    malformed.finish(total)
+    return columns, entries
+
+
+def load_csv(
+    train_csv: str | os.PathLike,
+    validation_csv: str | os.PathLike | None = None,
+    test_csv: str | os.PathLike | None = None,
+    image_column: str = "image_path",
+    label_columns: Sequence[str] | str | None = None,
+    problem_type: ProblemType = "multi_label_classification",
+    num_labels: int | None = None,
+    class_names: Sequence[str] | None = None,
+    image_root: str | os.PathLike | None = None,
+    strict: bool = False,
+) -> DatasetDict:
+    """Images and labels from CSVs with an image path column and either 0/1 label columns or one class-id column.
+
+    problem_type "multi_label_classification": every label column (default: every column but `image_column`) holds
+    0/1, giving `labels` as C floats; a binary task is one column, C = 1. "single_label_classification": one column of
+    integer class ids 0 .. num_labels-1 (default: the largest id + 1), giving `labels` as a `ClassLabel` named by
+    `class_names`. Relative image paths are read against `image_root`, by default each CSV's own folder.
+    """
+    if problem_type not in ("multi_label_classification", "single_label_classification"):
+        raise ValueError("`problem_type` must be 'multi_label_classification' or 'single_label_classification'; "
+                         f"found {problem_type!r}.")
+    if isinstance(label_columns, str):
+        label_columns = [label_columns]
+    label_columns = None if label_columns is None else list(label_columns)
+    if label_columns is not None and len(set(label_columns)) != len(label_columns):
+        raise ValueError(f"`label_columns` must be distinct; found {label_columns}.")
+    if class_names is not None:
+        if problem_type != "single_label_classification":
+            raise ValueError("`class_names` names the classes of single-label classification; multi-label classes "
+                             f"are named by `label_columns`. Found class_names={list(class_names)}.")
+        if num_labels is not None and len(class_names) != num_labels:
+            raise ValueError(f"Expected {num_labels} class names (num_labels); found {len(class_names)}: "
+                             f"{list(class_names)}.")
+        num_labels = len(class_names)
+    csvs = {"train": train_csv, "validation": validation_csv, "test": test_csv}
+    parsed = {}
+    for split, path in csvs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Expected the {split} CSV at {path}; it does not exist.")
+        parsed[split] = (path, *_read_label_csv(path, image_column, label_columns, problem_type, num_labels, strict))
+    columns = next(iter(parsed.values()))[1]
+    for split, (path, found, _) in parsed.items():
+        if found != columns:
+            raise ValueError(f"Every CSV must have the same label columns; {path} has {found}, expected {columns}.")
+
+    if problem_type == "single_label_classification":
+        if num_labels is None:
+            num_labels = 1 + max((label for *_, entries in parsed.values() for _, label in entries), default=1)
+        label_feature = ClassLabel(names=list(class_names) if class_names else None, num_classes=num_labels)
+        names = label_feature.names
+    else:
+        label_feature, names = None, columns
+
+    result = {}
+    for split, (path, _, entries) in parsed.items():
+        root = Path(image_root) if image_root is not None else path.parent
+        rows, missing = [], []
+        for image, labels in entries:
+            absolute = Path(image) if Path(image).is_absolute() else root / image
+            if absolute.is_file():
+                rows.append((str(absolute.resolve()), image, labels))
+            else:
+                missing.append(image)
+        _missing_images(str(path), str(root), missing, len(entries), strict)
+        result[split] = _dataset(rows, names, f"Images and labels from {path.name} ({problem_type}).", label_feature)
+    return DatasetDict(result)
