@@ -6,6 +6,7 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoVideoProcessor,
 )
 
 from .configuration_mrm import MRMConfig
@@ -24,6 +25,9 @@ AutoModelForImageClassification.register(MRMConfig, MRMForImageClassification, e
 AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
 )
+# MRM has no video processor. Saying so keeps pipelines, which look for one, from inferring "MRMVideoProcessor"
+# from the image processor's auto_map and prompting to run custom code that does not exist.
+AutoVideoProcessor.register(MRMConfig, video_processor_classes={}, exist_ok=True)
 
 __all__ = [
     "MRMConfig",

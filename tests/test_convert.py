@@ -161,10 +161,10 @@ def test_converter_names_missing_required_keys(tmp_path, capsys):
 
 def test_converter_names_shape_mismatches(tmp_path, capsys):
     state_dict = tiny_reference().state_dict()
-    state_dict["blocks.0.mlp.fc2.weight"] = torch.zeros(32, 65)
+    state_dict["blocks.0.mlp.fc2.weight"] = torch.zeros(32, 129)  # fc1 says the MLP is 128 wide
     code, out = run_cli(tmp_path, state_dict, "--config", write_tiny_config(tmp_path / "tiny.json"))
     assert code == 2 and not out.exists()
-    assert "image_encoder.layers.0.mlp.fc2.weight: checkpoint (32, 65), model (32, 64)" in capsys.readouterr().err
+    assert "image_encoder.layers.0.mlp.fc2.weight: checkpoint (32, 129), model (32, 128)" in capsys.readouterr().err
 
 
 def test_converter_refuses_inconsistent_published_quirks():

@@ -1,0 +1,65 @@
+"""What pre-training and fine-tuning share: weight-decay exemptions and the model card."""
+
+import math
+from pathlib import Path
+
+from torch import nn
+
+
+TOKEN_PARAMETERS = ("cls_token", "mask_token")
+
+
+def decay_parameter_names(model: nn.Module, decay_tokens: bool = False) -> list[str]:
+    """Trainable parameters that take weight decay: not biases, not norms, not the cls/mask tokens.
+
+    The published code (timm 0.3.2 `add_weight_decay`) exempts only 1-D parameters and biases, so it does decay the
+    cls and mask tokens; `decay_tokens=True` reproduces that. Frozen position tables are never optimised.
+    """
+    names = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad or parameter.ndim <= 1 or name.endswith(".bias"):
+            continue
+        if not decay_tokens and name.split(".")[-1] in TOKEN_PARAMETERS:
+            continue
+        names.append(name)
+    return names
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_tokens: bool = False) -> list[dict]:
+    """Optimizer parameter groups with and without weight decay (see `decay_parameter_names`)."""
+    decay = set(decay_parameter_names(model, decay_tokens))
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in trainable if n in decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
+    ]
+
+
+def write_model_card(
+    output_dir: str | Path,
+    template_path: str | Path,
+    *,
+    license: str = "mit",
+    datasets: list[str] | None = None,
+    tags: list[str] | None = None,
+    pipeline_tag: str = "image-feature-extraction",
+    base_model: str | None = None,
+    metrics: dict[str, float] | None = None,
+    **fields,
+) -> Path:
+    """Fill a model card template from `model_cards/` with Hub metadata and results; write it as README.md."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        datasets=datasets,
+        tags=sorted({"mrm", "chest-x-ray", "medical-imaging", *(tags or [])}),
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+    )
+    results = {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v for k, v in (metrics or {}).items()}
+    card = ModelCard.from_template(card_data, template_path=str(template_path), results=results, **fields)
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
