@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Pre-train MRM with the Hugging Face Trainer.
+
+The built-in synthetic demo, a small model on CPU in a few minutes:
+
+    python examples/run_pretraining.py --args_file examples/configs/demo.args
+
+MIMIC-CXR-JPG with the published recipe (ViT-B, effective batch 256, 200 epochs), from MAE's ImageNet encoder:
+
+    python -m mrm_hf.convert --checkpoint mae_pretrain_vit_base.pth --output-dir mae-vit-base
+    python examples/run_pretraining.py --dataset mimic --data_dir /data/mimic-cxr-jpg \
+        --tokenizer_name mimic_wordpiece.json --init_encoder_from mae-vit-base \
+        --per_device_train_batch_size 64 --bf16 --output_dir mrm-mimic
+
+Any argument of `--args_file` can be overridden on the command line after it.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, TrainerCallback, set_seed
+
+from mrm_hf.pretraining import (
+    DataArguments,
+    ModelArguments,
+    MRMPreTrainer,
+    PretrainingArguments,
+    derive_schedule,
+    figure_samples,
+    image_processor_for,
+    load_model,
+    load_records,
+    load_tokenizer,
+    model_card_fields,
+    prepare,
+    resolve_checkpoint,
+    save_reconstruction_figure,
+)
+from mrm_hf.training import write_model_card
+
+
+logger = logging.getLogger(__name__)
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
+
+
+class SaveImageProcessor(TrainerCallback):
+    """Save the image processor in every checkpoint, beside the model and the tokenizer."""
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.image_processor.save_pretrained(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
+        args=argv, args_file_flag="--args_file", look_for_args_file=False
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
+    log_level = training_args.get_process_log_level()
+    for library in (datasets.utils.logging, transformers.utils.logging):
+        library.set_verbosity(log_level)
+    logging.getLogger("mrm_hf").setLevel(log_level)
+
+    set_seed(training_args.seed)
+    derive_schedule(training_args, training_args.world_size)
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
+    records = load_records(data_args, training_args.seed)
+    tokenizer = load_tokenizer(
+        model_args,
+        list(records["train"]["report"]),
+        checkpoint,
+        training_args.output_dir,
+        lambda: training_args.main_process_first(local=False, desc="report tokenizer"),
+        training_args.process_index == 0,
+    )
+    model = load_model(model_args, tokenizer)
+    image_processor = image_processor_for(model, model_args)
+    records, collator = prepare(records, model, image_processor, tokenizer, data_args)
+
+    results = {}
+    trainer = MRMPreTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=records["train"],
+        eval_dataset=records.get("validation"),
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[SaveImageProcessor(image_processor)],
+        decay_tokens=training_args.decay_tokens,
+        model_card=lambda folder: write_model_card(
+            folder, MODEL_CARD_TEMPLATE, metrics=results, **model_card_fields(model, model_args, data_args, training_args)
+        ),
+    )
+    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    results.update(train_result.metrics)
+    if "validation" in records:
+        results.update(trainer.evaluate())
+    trainer.log_metrics("all", results)
+    trainer.save_metrics("all", results)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        image_processor.save_pretrained(training_args.output_dir)
+        samples = figure_samples(records, model, image_processor, data_args.num_figure_samples)
+        figure = save_reconstruction_figure(
+            model, samples, image_processor, Path(training_args.output_dir) / "reconstruction.png"
+        )
+        logger.info("Reconstruction figure: %s", figure)
+    # Saving last: with --push_to_hub, Trainer uploads the whole folder here, model card included.
+    trainer.save_model()
+    if not training_args.push_to_hub:
+        trainer.create_model_card()
+    return results
+
+
+if __name__ == "__main__":
+    main()

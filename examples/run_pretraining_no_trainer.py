@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Pre-train MRM with your own Accelerate loop: the same arguments, data and recipe as `run_pretraining.py`.
+
+    accelerate launch examples/run_pretraining_no_trainer.py --args_file examples/configs/demo.args
+    accelerate launch --num_processes 2 --cpu examples/run_pretraining_no_trainer.py --args_file examples/configs/demo.args
+
+Mixed precision comes from `--bf16`/`--fp16` (or `accelerate launch --mixed_precision`), gradient accumulation from
+`--effective_batch_size`, checkpoints from `--save_strategy`/`--save_steps` (folders `step_N`), trackers from
+`--report_to`, and `--resume_from_checkpoint` takes a `step_N` folder or `last`.
+"""
+
+import contextlib
+import logging
+import math
+import sys
+from itertools import islice
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from huggingface_hub import HfApi
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser, get_scheduler
+
+from mrm_hf.pretraining import (
+    DataArguments,
+    LossComponents,
+    ModelArguments,
+    PretrainingArguments,
+    derive_schedule,
+    figure_samples,
+    image_processor_for,
+    load_model,
+    load_records,
+    load_tokenizer,
+    model_card_fields,
+    prepare,
+    resolve_checkpoint,
+    save_reconstruction_figure,
+)
+from mrm_hf.training import parameter_groups, write_model_card
+
+
+logger = logging.getLogger(__name__)
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
+
+
+def evaluate(model, loader, accelerator) -> dict[str, float]:
+    """Mean eval loss and its image and report parts over the validation records."""
+    model.eval()
+    components, total, batches = LossComponents(), 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            outputs = model(**batch)
+            components.add(outputs)
+            total, batches = total + float(outputs.loss), batches + 1
+    sums = accelerator.reduce(
+        torch.cat([components.tensor(accelerator.device), torch.tensor([total, batches], device=accelerator.device, dtype=torch.float64)]),
+        reduction="sum",
+    )
+    metrics = {f"eval_{k}": v for k, v in LossComponents.means(sums[:-2]).items()}
+    metrics["eval_loss"] = (sums[-2] / sums[-1]).item()
+    model.train()
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    model_args, data_args, args = parser.parse_args_into_dataclasses(
+        args=argv, args_file_flag="--args_file", look_for_args_file=False
+    )
+    state = PartialState(cpu=args.use_cpu)
+    derive_schedule(args, state.num_processes)
+    trackers = [t for t in (args.report_to or []) if t != "none"]
+    # Accumulation is done by hand below (Accelerate's own would divide each micro-batch's loss by the steps before
+    # their labelled tokens are known), so the Accelerator itself steps on every call.
+    accelerator = Accelerator(
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
+        log_with=trackers or None,
+        project_dir=args.output_dir,
+        cpu=args.use_cpu,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
+    logger.info(accelerator.state)
+    if not accelerator.is_local_main_process:
+        for library in (datasets.utils.logging, transformers.utils.logging):
+            library.set_verbosity_error()
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir, "step_")
+    with accelerator.main_process_first():
+        records = load_records(data_args, args.seed)
+    tokenizer = load_tokenizer(
+        model_args,
+        list(records["train"]["report"]),
+        checkpoint,
+        output_dir,
+        accelerator.main_process_first,
+        accelerator.is_main_process,
+    )
+    model = load_model(model_args, tokenizer)
+    image_processor = image_processor_for(model, model_args)
+    records, collator = prepare(records, model, image_processor, tokenizer, data_args)
+
+    loader_options = dict(collate_fn=collator, num_workers=args.dataloader_num_workers)
+    train_loader = DataLoader(records["train"], shuffle=True, batch_size=args.per_device_train_batch_size, **loader_options)
+    eval_loader = None
+    if "validation" in records:
+        eval_loader = DataLoader(records["validation"], batch_size=args.per_device_eval_batch_size, **loader_options)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, args.weight_decay, args.decay_tokens),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+    steps_per_epoch = math.ceil(math.ceil(len(records["train"]) / (args.per_device_train_batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    epochs = math.ceil(max_steps / steps_per_epoch)
+    # The prepared scheduler steps once per process on every optimiser step.
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.get_warmup_steps(max_steps) * accelerator.num_processes,
+        num_training_steps=max_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    if trackers:
+        accelerator.init_trackers("mrm_pretraining", {k: v for k, v in args.to_sanitized_dict().items()})
+
+    completed_steps, start_epoch, skip_batches = 0, 0, 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        completed_steps = int(checkpoint.name.removeprefix("step_"))
+        start_epoch, skip_batches = divmod(completed_steps, steps_per_epoch)
+        skip_batches *= args.gradient_accumulation_steps
+        logger.info("Resumed from %s at step %d", checkpoint, completed_steps)
+
+    save_every = args.save_steps if args.save_strategy == "steps" else steps_per_epoch if args.save_strategy == "epoch" else 0
+    save_every = int(save_every * max_steps) if 0 < save_every < 1 else int(save_every)
+    components, metrics, window_loss, window_steps = LossComponents(), {}, 0.0, 0
+    progress = tqdm(range(max_steps), initial=completed_steps, disable=not accelerator.is_local_main_process or args.disable_tqdm)
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        train_loader.set_epoch(epoch)
+        batches = iter(accelerator.skip_first_batches(train_loader, skip_batches) if epoch == start_epoch else train_loader)
+        while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
+            # Normalise the report loss over the labelled tokens of the whole accumulated batch on every process,
+            # as Trainer does; DDP averages gradients over processes, so the loss is scaled back up by their number.
+            count = accelerator.gather(sum((b["labels"] != -100).sum() for b in group).reshape(1)).sum()
+            for index, batch in enumerate(group):
+                # Gradients are exchanged between processes only after the group's last micro-batch.
+                with accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext():
+                    outputs = model(**batch, num_items_in_batch=count)
+                    accelerator.backward(outputs.loss * accelerator.num_processes)
+                components.add(outputs)
+                window_loss += float(outputs.loss.detach())  # this micro-batch's share of the step's loss
+            learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            completed_steps, window_steps = completed_steps + 1, window_steps + 1
+            progress.update(1)
+            if completed_steps % args.logging_steps == 0 or completed_steps == max_steps:
+                reduced = accelerator.reduce(
+                    torch.cat([components.tensor(accelerator.device), torch.tensor([window_loss], dtype=torch.float64, device=accelerator.device)]),
+                    reduction="sum",
+                )
+                logs = {"loss": reduced[-1].item() / window_steps, **LossComponents.means(reduced[:-1])}
+                logs.update(learning_rate=learning_rate, epoch=completed_steps / steps_per_epoch)
+                components.reset()
+                window_loss, window_steps = 0.0, 0
+                accelerator.log(logs, step=completed_steps)
+                accelerator.print({k: round(v, 4) for k, v in logs.items()})
+            if save_every and completed_steps % save_every == 0:
+                folder = output_dir / f"step_{completed_steps}"
+                accelerator.save_state(str(folder))
+                if accelerator.is_main_process:
+                    tokenizer.save_pretrained(folder)  # a resumed run must reuse this vocabulary
+        if eval_loader is not None and args.eval_strategy != "no":
+            metrics = evaluate(model, eval_loader, accelerator)
+            accelerator.log(metrics, step=completed_steps)
+            accelerator.print(metrics)
+        if completed_steps >= max_steps:
+            break
+
+    if eval_loader is not None:
+        metrics = evaluate(model, eval_loader, accelerator)
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
+        tokenizer.save_pretrained(output_dir)
+        image_processor.save_pretrained(output_dir)
+        samples = figure_samples(records, unwrapped, image_processor, data_args.num_figure_samples)
+        save_reconstruction_figure(unwrapped, samples, image_processor, output_dir / "reconstruction.png")
+        results = {**metrics, "train_steps": completed_steps}
+        write_model_card(
+            output_dir, MODEL_CARD_TEMPLATE, metrics=results, **model_card_fields(unwrapped, model_args, data_args, args)
+        )
+        if args.push_to_hub:
+            api = HfApi(token=args.hub_token)
+            repo_id = api.create_repo(args.hub_model_id or output_dir.name, exist_ok=True).repo_id
+            api.upload_folder(
+                repo_id=repo_id, folder_path=output_dir, commit_message="MRM pre-training", ignore_patterns=["step_*", "_*"]
+            )
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

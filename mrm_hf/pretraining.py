@@ -1,0 +1,474 @@
+"""MRM pre-training, shared by `examples/run_pretraining.py` (Trainer) and `run_pretraining_no_trainer.py` (Accelerate).
+
+The published recipe (MRM_NOTES §2) is the default: AdamW with betas (0.9, 0.95), weight decay 0.05, lr = 1.5e-4 x
+total batch / 256 at an effective batch of 256, 40 warm-up epochs of 200 then cosine. The scripts only wire
+arguments, data and these pieces together.
+"""
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict, load_from_disk
+from PIL import Image, ImageDraw
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from .configuration_mrm import MRMConfig
+from .data import DataCollatorForMRM, load_mimic_cxr, load_training_csv, make_demo_records
+from .image_processing_mrm import MRMImageProcessor
+from .modeling_mrm import MRMForPreTraining
+from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
+from .training import decay_parameter_names
+from .transforms import PretrainingTransform
+
+
+logger = logging.getLogger(__name__)
+
+BASE_LEARNING_RATE = 1.5e-4
+EFFECTIVE_BATCH_SIZE = 256
+EPOCHS = 200
+WARMUP_EPOCHS = 40
+DATASETS = ("demo", "mimic", "training_csv", "disk")
+
+
+@dataclass
+class ModelArguments:
+    """What to pre-train, and with which report vocabulary."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "An MRM checkpoint to continue from; its tokenizer and image processor are reused."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config changes for a new model, e.g. 'hidden_size=192,num_hidden_layers=4'."},
+    )
+    init_encoder_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "An MRMModel folder to start the encoder from, as the published pre-training started from MAE's "
+            "ImageNet ViT-B (convert it with `python -m mrm_hf.convert --checkpoint mae_pretrain_vit_base.pth`)."
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A tokenizer folder, or a tokenizers JSON such as the published mimic_wordpiece.json. Without "
+            "one, a WordPiece vocabulary is trained on the training reports the published way."
+        },
+    )
+    tokenizer_vocab_size: int = field(default=30000, metadata={"help": "Vocabulary size when training a tokenizer."})
+
+
+@dataclass
+class DataArguments:
+    """Where the image-report records come from, and how they are augmented and masked."""
+
+    dataset: str = field(
+        default="demo",
+        metadata={
+            "help": "demo (built-in synthetic records), mimic (MIMIC-CXR-JPG at --data_dir), training_csv (the "
+            "published format at --training_csv) or disk (a datasets folder saved with save_to_disk at --data_dir, "
+            "with `image` and `report` columns)."
+        },
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "MIMIC-CXR-JPG root, or the saved datasets folder."})
+    reports: str | None = field(default=None, metadata={"help": "MIMIC-CXR reports zip or folder, if not in data_dir."})
+    image_root: str | None = field(
+        default=None, metadata={"help": "Resized image copy (mimic) or the folder image paths are relative to (csv)."}
+    )
+    image_suffix: str = field(default="", metadata={"help": "Suffix of resized image names, e.g. '-512'."})
+    training_csv: str | None = field(default=None, metadata={"help": "A published-format training.csv."})
+    views: str = field(default="PA,AP", metadata={"help": "MIMIC-CXR views to keep, comma-separated."})
+    report_sections: str = field(
+        default="full",
+        metadata={"help": "full (the whole report, as published), findings_impression, or impression."},
+    )
+    validation_fraction: float = field(
+        default=0.0, metadata={"help": "Fraction of the training records held out when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training records."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many validation records."})
+    demo_num_records: int = field(default=2000, metadata={"help": "Synthetic training records (demo)."})
+    demo_num_validation: int = field(default=200, metadata={"help": "Synthetic held-out records (demo)."})
+    demo_image_size: int = field(default=128, metadata={"help": "Side of the synthetic images (demo)."})
+    crop_min_scale: float = field(default=0.2, metadata={"help": "Smallest area fraction of the random crop."})
+    hflip_probability: float = field(
+        default=0.5,
+        metadata={"help": "Horizontal flip probability (published 0.5; it makes left/right report words unlearnable)."},
+    )
+    mlm_probability: float = field(default=0.5, metadata={"help": "Fraction of report words masked."})
+    label_mode: str = field(
+        default="masked",
+        metadata={"help": "masked: loss on masked tokens only (the paper); all: every position (the published code)."},
+    )
+    published_masking: bool = field(
+        default=False, metadata={"help": "Reproduce the published masking loop's quirks (last position never masked)."}
+    )
+    strict: bool = field(default=False, metadata={"help": "Stop at the first unusable record instead of skipping it."})
+    num_figure_samples: int = field(default=4, metadata={"help": "Samples in the reconstruction figure."})
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    """TrainingArguments with the published recipe as defaults."""
+
+    base_learning_rate: float = field(
+        default=BASE_LEARNING_RATE, metadata={"help": "lr = base_learning_rate x total batch size / 256."}
+    )
+    effective_batch_size: int = field(
+        default=EFFECTIVE_BATCH_SIZE,
+        metadata={
+            "help": "Total batch per optimiser step; gradient accumulation is derived from it (0: use "
+            "--gradient_accumulation_steps as given)."
+        },
+    )
+    warmup_epochs: float = field(default=WARMUP_EPOCHS, metadata={"help": "Linear warm-up, then cosine decay to 0."})
+    decay_tokens: bool = field(
+        default=False, metadata={"help": "Weight-decay the cls and mask tokens too, as the published code did."}
+    )
+    num_train_epochs: float = field(default=EPOCHS, metadata={"help": "Total training epochs."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule after warm-up."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image and report columns."})
+
+
+def derive_schedule(args, world_size: int) -> None:
+    """Set gradient accumulation from the effective batch, the lr from the base lr, the warm-up from its epochs."""
+    per_step = args.per_device_train_batch_size * world_size
+    if args.effective_batch_size:
+        if args.effective_batch_size % per_step:
+            raise ValueError(
+                f"--effective_batch_size {args.effective_batch_size} is not a multiple of the batch per step, "
+                f"{args.per_device_train_batch_size} per device x {world_size} processes = {per_step}."
+            )
+        args.gradient_accumulation_steps = args.effective_batch_size // per_step
+    total = per_step * args.gradient_accumulation_steps
+    args.learning_rate = args.base_learning_rate * total / 256
+    if args.warmup_epochs and args.num_train_epochs:
+        args.warmup_steps = min(args.warmup_epochs / args.num_train_epochs, 1.0)  # below 1: a fraction of the steps
+    logger.info(
+        "Total batch %d (%d per step x %d accumulation), learning rate %.3g, warm-up %s of the steps",
+        total, per_step, args.gradient_accumulation_steps, args.learning_rate, args.warmup_steps,
+    )  # fmt: skip
+
+
+def load_records(data_args: DataArguments, seed: int) -> DatasetDict:
+    """Image-report records with `image` and `report` columns: a train split, and a validation split when any."""
+    kind = data_args.dataset
+    if kind == "demo":
+        records = DatasetDict(
+            train=make_demo_records(data_args.demo_num_records, data_args.demo_image_size, seed=seed),
+            validation=make_demo_records(data_args.demo_num_validation, data_args.demo_image_size, seed=seed + 1),
+        )
+    elif kind == "mimic":
+        if data_args.data_dir is None:
+            raise ValueError("--dataset mimic needs --data_dir, the MIMIC-CXR-JPG root.")
+        options = dict(
+            views=tuple(v.strip() for v in data_args.views.split(",") if v.strip()),
+            report_sections=data_args.report_sections,
+            reports=data_args.reports,
+            image_root=data_args.image_root,
+            image_suffix=data_args.image_suffix,
+            strict=data_args.strict,
+        )
+        records = DatasetDict(
+            train=load_mimic_cxr(data_args.data_dir, split="train", **options),
+            validation=load_mimic_cxr(data_args.data_dir, split="validate", **options),
+        )
+    elif kind == "training_csv":
+        if data_args.training_csv is None:
+            raise ValueError("--dataset training_csv needs --training_csv, a file with image_path,report_content.")
+        records = DatasetDict(
+            train=load_training_csv(
+                data_args.training_csv,
+                image_root=data_args.image_root,
+                report_sections=data_args.report_sections,
+                strict=data_args.strict,
+            )
+        )
+    elif kind == "disk":
+        if data_args.data_dir is None:
+            raise ValueError("--dataset disk needs --data_dir, a folder written by save_to_disk.")
+        loaded = load_from_disk(data_args.data_dir)
+        records = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+    else:
+        raise ValueError(f"--dataset must be one of {DATASETS}, got {kind!r}.")
+
+    missing = {"image", "report"} - set(records["train"].column_names)
+    if missing:
+        raise ValueError(f"The records need `image` and `report` columns; missing {sorted(missing)}.")
+    if "validation" not in records and data_args.validation_fraction > 0:
+        split = records["train"].train_test_split(test_size=data_args.validation_fraction, seed=seed)
+        records = DatasetDict(train=split["train"], validation=split["test"])
+    for name, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and name in records:
+            records[name] = records[name].select(range(min(limit, len(records[name]))))
+    return records
+
+
+def resolve_checkpoint(resume: str | None, output_dir: str | Path, prefix: str) -> Path | None:
+    """The checkpoint folder to resume from: `resume` itself, or the latest `<prefix>N` in output_dir for "last"."""
+    if not resume or resume.lower() in ("false", "none"):
+        return None
+    if resume.lower() in ("last", "true"):
+        found = [
+            (int(p.name[len(prefix) :]), p)
+            for p in Path(output_dir).glob(f"{prefix}*")
+            if p.is_dir() and p.name[len(prefix) :].isdigit()
+        ]
+        if not found:
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no {prefix}N folder in {output_dir}.")
+        return max(found)[1]
+    if not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder.")
+    return Path(resume)
+
+
+def load_tokenizer(
+    model_args: ModelArguments,
+    train_reports,
+    checkpoint: Path | None = None,
+    output_dir: str | Path | None = None,
+    main_process_first=contextlib.nullcontext,
+    is_main_process: bool = True,
+) -> PreTrainedTokenizerBase:
+    """The report tokenizer: the resumed checkpoint's, named, the continued model's, or trained on the reports.
+
+    `tokenizers` does not train the same WordPiece vocabulary twice from the same texts (huggingface/tokenizers#1794),
+    so a trained one is made once, by the main process, and saved to `output_dir` for the other processes (which must
+    see the same filesystem) and for any later resume, which reuses its checkpoint's copy.
+    """
+    source = str(checkpoint) if checkpoint is not None else model_args.tokenizer_name
+    if source is None and model_args.model_name_or_path is not None:
+        if (Path(model_args.model_name_or_path) / "tokenizer.json").exists() or not Path(
+            model_args.model_name_or_path
+        ).exists():
+            source = model_args.model_name_or_path
+    if source is not None:
+        if source.endswith(".json") and Path(source).is_file():
+            return load_published_tokenizer(source)
+        return AutoTokenizer.from_pretrained(source)
+    if output_dir is None:
+        raise ValueError("A tokenizer trained on the reports needs an output_dir to be shared through.")
+    with main_process_first():
+        if is_main_process:
+            size = model_args.tokenizer_vocab_size
+            logger.info("Training a %d-token WordPiece vocabulary on %d reports", size, len(train_reports))
+            tokenizer = train_report_tokenizer(train_reports, vocab_size=size)
+            tokenizer.save_pretrained(output_dir)
+            return tokenizer
+    return AutoTokenizer.from_pretrained(output_dir)
+
+
+def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> MRMForPreTraining:
+    """The model to pre-train: continued, or new (optionally with a converted encoder), sized to the tokenizer."""
+    if model_args.model_name_or_path is not None:
+        model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path)
+    else:
+        config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+            config.validate()
+        if model_args.init_encoder_from is not None:
+            model = MRMForPreTraining.from_pretrained(model_args.init_encoder_from, config=config)
+        else:
+            model = MRMForPreTraining(config)
+    config = model.config
+    if len(tokenizer) > config.report_vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's report vocabulary only {config.report_vocab_size}."
+        )
+    if tokenizer.pad_token_id != config.pad_token_id:
+        raise ValueError(f"The tokenizer pads with id {tokenizer.pad_token_id}, the model with {config.pad_token_id}.")
+    return model
+
+
+def image_processor_for(model: MRMForPreTraining, model_args: ModelArguments) -> MRMImageProcessor:
+    """The processor saved with the model: its pre-training view at the reconstruction size."""
+    if model_args.model_name_or_path is not None:
+        path = Path(model_args.model_name_or_path) / "preprocessor_config.json"
+        if path.exists():
+            return MRMImageProcessor.from_pretrained(model_args.model_name_or_path)
+    size = model.config.reconstruction_size
+    return MRMImageProcessor(mode="pretraining", size={"height": size, "width": size})
+
+
+def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments):
+    """Attach the augmentations (random on train, deterministic on validation) and build the masking collator."""
+    size = model.config.reconstruction_size
+    records["train"].set_transform(
+        PretrainingTransform(
+            image_processor, size=size, scale=(data_args.crop_min_scale, 1.0), hflip=data_args.hflip_probability
+        )
+    )
+    if "validation" in records:
+        records["validation"].set_transform(PretrainingTransform(image_processor, size=size, train=False))
+    collator = DataCollatorForMRM(
+        tokenizer,
+        mlm_probability=data_args.mlm_probability,
+        max_length=model.config.report_max_position_embeddings,
+        published_masking=data_args.published_masking,
+        label_mode=data_args.label_mode,
+    )
+    return records, collator
+
+
+def figure_samples(records: DatasetDict, model, image_processor, count: int) -> torch.Tensor:
+    """The first `count` held-out records (else training records), whole and unaugmented, as pixel values."""
+    split = records["validation"] if "validation" in records else records["train"]
+    split = split.with_transform(PretrainingTransform(image_processor, size=model.config.reconstruction_size, train=False))
+    return torch.stack([split[i]["pixel_values"] for i in range(min(count, len(split)))])
+
+
+def model_card_fields(model, model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
+    """What `model_cards/mrm_pretraining.md` needs besides the results."""
+    config = model.config
+    descriptions = {
+        "demo": "The built-in demo records of `mrm_hf.data.make_demo_records`: **synthetic** cartoon radiographs with "
+        "findings drawn at known places and template reports that describe them. This is not medical data; the model "
+        "only shows that the pipeline works.",
+        "mimic": "MIMIC-CXR-JPG v2.0.0 image-report pairs (PhysioNet, credentialed access), views "
+        f"{data_args.views}, report text: {data_args.report_sections}.",
+        "training_csv": f"Image-report pairs listed in a published-format training.csv, report text: "
+        f"{data_args.report_sections}.",
+        "disk": "Image-report records from a local `datasets` folder.",
+    }
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    base_model = model_args.init_encoder_from or model_args.model_name_or_path
+    if base_model is not None and Path(base_model).exists():
+        base_model = None  # only Hub ids are metadata
+    return dict(
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        datasets=["mimic-cxr-jpg"] if data_args.dataset == "mimic" else None,
+        tags=["synthetic-demo"] if data_args.dataset == "demo" else [],
+        base_model=base_model,
+        image_size=config.image_size,
+        reconstruction_size=config.reconstruction_size,
+        mask_ratio_percent=round(100 * config.mask_ratio),
+        dataset_description=descriptions[data_args.dataset],
+        hyperparameters={
+            "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
+            "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
+            "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
+            "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
+            f"weight decay {training_args.weight_decay}",
+            "learning rate": f"{training_args.learning_rate:.3g} ({training_args.lr_scheduler_type}, warm-up "
+            f"{training_args.warmup_epochs} epochs)",
+            "total batch": training_args.per_device_train_batch_size
+            * training_args.world_size
+            * training_args.gradient_accumulation_steps,
+            "epochs": training_args.num_train_epochs,
+        },
+    )
+
+
+class LossComponents:
+    """Running sums of the image and report losses between two logs."""
+
+    KEYS = ("image_loss", "report_loss")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums = {key: 0.0 for key in self.KEYS}
+        self.counts = {key: 0 for key in self.KEYS}
+
+    def add(self, outputs) -> None:
+        for key in self.KEYS:
+            value = outputs.get(key)
+            if value is not None:
+                self.sums[key] += float(value.detach())
+                self.counts[key] += 1
+
+    def tensor(self, device) -> torch.Tensor:
+        """Sums then counts, so that processes can be reduced together."""
+        values = [self.sums[k] for k in self.KEYS] + [float(self.counts[k]) for k in self.KEYS]
+        return torch.tensor(values, dtype=torch.float64, device=device)
+
+    @classmethod
+    def means(cls, reduced: torch.Tensor) -> dict[str, float]:
+        sums, counts = reduced[: len(cls.KEYS)], reduced[len(cls.KEYS) :]
+        return {k: (s / c).item() for k, s, c in zip(cls.KEYS, sums, counts) if c > 0}
+
+
+class MRMPreTrainer(Trainer):
+    """Trainer with the recipe's weight-decay exemptions and `image_loss`/`report_loss` in every log."""
+
+    def __init__(self, *args, decay_tokens: bool = False, model_card=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decay_tokens = decay_tokens
+        self.model_card = model_card  # called with the output folder to write README.md
+        self._components = {"train": LossComponents(), "eval": LossComponents()}
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return decay_parameter_names(model, self.decay_tokens)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        self._components["train" if model.training else "eval"].add(outputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        for split, loss_key, prefix in (("train", "loss", ""), ("eval", "eval_loss", "eval_")):
+            if loss_key in logs:
+                components = self._components[split]
+                reduced = self.accelerator.reduce(components.tensor(self.args.device), reduction="sum")
+                logs.update({prefix + k: v for k, v in LossComponents.means(reduced).items()})
+                components.reset()
+        super().log(logs, start_time)
+
+    def create_model_card(self, **kwargs) -> None:
+        if self.model_card is None:
+            return super().create_model_card(**kwargs)
+        if self.is_world_process_zero():
+            self.model_card(self.args.output_dir)
+
+
+@torch.no_grad()
+def reconstruct(model: MRMForPreTraining, pixel_values: torch.Tensor, noise: torch.Tensor | None = None):
+    """Original, masked input and reconstruction (visible patches pasted back), in the model's pixel space."""
+    model.eval()
+    outputs = model(pixel_values, noise=noise)
+    target = model.patchify(pixel_values.float())
+    prediction = outputs.image_logits.float()
+    if model.config.norm_pix_loss:  # the decoder predicts normalised patches: put each back on its own scale
+        prediction = prediction * (target.var(-1, keepdim=True) + 1.0e-6) ** 0.5 + target.mean(-1, keepdim=True)
+    mask = outputs.mask.unsqueeze(-1)
+    masked_input = model.unpatchify(target * (1 - mask))
+    reconstruction = model.unpatchify(target * (1 - mask) + prediction * mask)
+    return pixel_values.float(), masked_input, reconstruction
+
+
+def save_reconstruction_figure(
+    model: MRMForPreTraining, pixel_values: torch.Tensor, image_processor: MRMImageProcessor, path, seed: int = 0
+) -> Path:
+    """A PNG grid, one row per sample: original | masked input | reconstruction."""
+    noise = torch.rand(pixel_values.shape[0], model.config.num_patches, generator=torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    columns = reconstruct(model, pixel_values.to(device), noise.to(device))
+    mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).reshape(-1, 1, 1)
+    std = torch.tensor(image_processor.image_std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def to_image(tensor: torch.Tensor) -> Image.Image:
+        gray = (tensor.cpu() * std + mean).clamp(0, 1).mean(0)  # three identical channels
+        return Image.fromarray((gray.numpy() * 255).round().astype(np.uint8), mode="L")
+
+    side, pad, header = pixel_values.shape[-1], 4, 14
+    figure = Image.new("L", (3 * side + 4 * pad, header + len(pixel_values) * (side + pad) + pad), color=255)
+    draw = ImageDraw.Draw(figure)
+    for column, title in enumerate(("original", "masked", "reconstruction")):
+        draw.text((pad + column * (side + pad), 1), title, fill=0)
+    for row in range(len(pixel_values)):
+        for column, images in enumerate(columns):
+            figure.paste(to_image(images[row]), (pad + column * (side + pad), header + row * (side + pad)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.save(path)
+    return path

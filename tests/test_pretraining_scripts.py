@@ -1,0 +1,253 @@
+"""The pre-training scripts, end to end on tiny models and the built-in demo records (CPU)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, RepoUrl
+from huggingface_hub.utils import filter_repo_objects
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForPreTraining, AutoTokenizer
+
+from mrm_hf import MRMForPreTraining, MRMImageProcessor
+from mrm_hf.pretraining import decay_parameter_names
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import run_pretraining  # noqa: E402
+import run_pretraining_no_trainer  # noqa: E402
+
+
+TINY = [
+    "--dataset", "demo",
+    "--demo_num_records", "24",
+    "--demo_num_validation", "8",
+    "--demo_image_size", "64",
+    "--config_overrides",
+    "image_size=16,patch_size=4,reconstruction_size=32,hidden_size=32,num_hidden_layers=2,num_attention_heads=2,"
+    "intermediate_size=64,decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,"
+    "decoder_intermediate_size=64,report_hidden_size=32,report_num_hidden_layers=1,report_num_attention_heads=2,"
+    "report_intermediate_size=64",
+    "--tokenizer_vocab_size", "200",
+    "--hflip_probability", "0",
+    "--per_device_train_batch_size", "4",
+    "--per_device_eval_batch_size", "8",
+    "--effective_batch_size", "8",
+    "--base_learning_rate", "1e-2",
+    "--max_steps", "6",
+    "--warmup_epochs", "0",
+    "--logging_steps", "1",
+    "--save_strategy", "steps",
+    "--save_steps", "3",
+    "--eval_strategy", "no",
+    "--use_cpu",
+    "--report_to", "none",
+    "--disable_tqdm", "true",
+    "--num_figure_samples", "2",
+    "--dataloader_num_workers", "0",
+]  # fmt: skip
+SCRIPTS = {"trainer": run_pretraining, "accelerate": run_pretraining_no_trainer}
+CHECKPOINT = {"trainer": "checkpoint-3", "accelerate": "step_3"}
+
+
+def train_log(script: str, output_dir: Path, capsys) -> list[dict]:
+    """The per-step training logs of a run: Trainer's state, or the dicts the Accelerate loop printed."""
+    if script == "trainer":
+        state = json.loads((output_dir / "trainer_state.json").read_text())
+        return [entry for entry in state["log_history"] if "loss" in entry]
+    printed = capsys.readouterr().out.splitlines()
+    return [eval(line) for line in printed if line.startswith("{'loss'")]  # noqa: S307 (our own printed dicts)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_pretrains_logs_both_losses_and_saves_a_loadable_folder(script, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    SCRIPTS[script].main([*TINY, "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", "3"])
+
+    logs = train_log(script, output_dir, capsys)
+    assert len(logs) == 6
+    for entry in logs:
+        assert {"loss", "image_loss", "report_loss"} <= set(entry)
+        assert all(math.isfinite(entry[k]) for k in ("loss", "image_loss", "report_loss"))
+        assert entry["image_loss"] != entry["report_loss"]
+
+    model = AutoModelForPreTraining.from_pretrained(output_dir)
+    assert isinstance(model, MRMForPreTraining) and model.config.reconstruction_size == 32
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    assert isinstance(processor, MRMImageProcessor) and processor.size["height"] == 32
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    assert len(tokenizer) == model.config.report_vocab_size and tokenizer("left effusion")["input_ids"][0] == 2
+
+    figure = Image.open(output_dir / "reconstruction.png")
+    assert figure.format == "PNG" and figure.width > 3 * 32 and figure.height > 2 * 32
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.license == "mit" and "synthetic-demo" in card.data.tags and "synthetic" in card.text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resumed_run_continues_exactly_where_it_stopped(script, tmp_path, capsys):
+    straight = tmp_path / "straight"
+    SCRIPTS[script].main([*TINY, "--output_dir", str(straight)])
+    straight_logs = train_log(script, straight, capsys)
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    checkpoint = straight / CHECKPOINT[script]
+    os.symlink(checkpoint, resumed / CHECKPOINT[script])
+    optimizer_file = "optimizer.pt" if script == "trainer" else "optimizer.bin"
+    saved_optimizer = torch.load(checkpoint / optimizer_file, weights_only=True)
+    assert saved_optimizer["state"], "the checkpoint holds AdamW's moments"
+
+    SCRIPTS[script].main([*TINY, "--output_dir", str(resumed), "--resume_from_checkpoint", "last"])
+    resumed_logs = train_log(script, resumed, capsys)
+    if script == "trainer":  # Trainer carries the checkpoint's log history over
+        assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 3
+        resumed_logs = resumed_logs[3:]
+    # Same weights, optimizer state, schedule, data order, crops, masks and noise: the same losses and weights.
+    assert [entry["epoch"] for entry in resumed_logs] == [e["epoch"] for e in straight_logs[3:]]
+    assert resumed_logs == straight_logs[3:]
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_published_recipe_is_the_default():
+    from transformers import HfArgumentParser
+
+    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments, derive_schedule
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    _, data_args, args = parser.parse_args_into_dataclasses(["--output_dir", "x", "--per_device_train_batch_size", "32"])
+    derive_schedule(args, world_size=4)
+    assert (args.adam_beta1, args.adam_beta2, args.weight_decay) == (0.9, 0.95, 0.05)
+    assert args.gradient_accumulation_steps == 2 and args.learning_rate == pytest.approx(1.5e-4)
+    assert args.num_train_epochs == 200 and args.warmup_steps == pytest.approx(0.2) and args.lr_scheduler_type == "cosine"
+    assert (data_args.crop_min_scale, data_args.hflip_probability, data_args.mlm_probability) == (0.2, 0.5, 0.5)
+    with pytest.raises(ValueError, match="not a multiple of the batch per step, 48 per device x 4 processes = 192"):
+        derive_schedule(parser.parse_args_into_dataclasses(["--output_dir", "x", "--per_device_train_batch_size", "48"])[2], 4)
+
+
+def test_weight_decay_spares_biases_norms_positions_and_tokens():
+    from conftest import tiny_config
+
+    model = MRMForPreTraining(tiny_config())
+    decayed = set(decay_parameter_names(model))
+    assert "image_encoder.layers.0.attention.qkv.weight" in decayed
+    assert "report_branch.embeddings.word_embeddings.weight" in decayed
+    for spared in (
+        "image_encoder.layers.0.attention.qkv.bias",
+        "image_encoder.layers.0.layernorm_before.weight",
+        "image_encoder.embeddings.position_embeddings",
+        "image_encoder.embeddings.cls_token",
+        "image_decoder.mask_token",
+    ):
+        assert spared not in decayed
+    # The published code decayed the tokens (timm 0.3.2 exempts only 1-D parameters and biases).
+    assert "image_decoder.mask_token" in decay_parameter_names(model, decay_tokens=True)
+
+
+def uploaded_files(upload_folder_call) -> set[str]:
+    """The files `HfApi.upload_folder` would send for these arguments (its own filtering, without the network)."""
+    from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+
+    kwargs = upload_folder_call.kwargs
+    folder = Path(kwargs["folder_path"])
+    ignore = list(kwargs.get("ignore_patterns") or []) + DEFAULT_IGNORE_PATTERNS
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return set(filter_repo_objects(paths, allow_patterns=kwargs.get("allow_patterns"), ignore_patterns=ignore))
+
+
+CODE_AND_WEIGHTS = {
+    "config.json",
+    "model.safetensors",
+    "configuration_mrm.py",
+    "modeling_mrm.py",
+    "image_processing_mrm.py",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+    "reconstruction.png",
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_push_to_hub_uploads_model_processor_tokenizer_code_and_card(script, tmp_path):
+    output_dir = tmp_path / "mrm-tiny"
+    with (
+        mock.patch.object(HfApi, "create_repo", return_value=RepoUrl("https://huggingface.co/someone/mrm-tiny")) as create,
+        mock.patch.object(HfApi, "upload_folder") as upload,
+    ):
+        SCRIPTS[script].main(
+            [*TINY, "--output_dir", str(output_dir), "--push_to_hub", "--hub_model_id", "someone/mrm-tiny",
+             "--save_strategy", "no", "--hub_strategy", "end"]
+        )  # fmt: skip
+    assert create.call_args.args[0] == "someone/mrm-tiny"
+    assert upload.call_count == 1 and upload.call_args.kwargs["repo_id"] == "someone/mrm-tiny"
+    expected = CODE_AND_WEIGHTS | ({"training_args.bin", "all_results.json", "trainer_state.json"} if script == "trainer" else set())
+    assert uploaded_files(upload.call_args) == expected
+
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.license == "mit" and card.data.pipeline_tag == "image-feature-extraction"
+    assert card.data.library_name == "transformers"
+    assert {"mrm", "chest-x-ray", "medical-imaging", "synthetic-demo"} <= set(card.data.tags)
+    assert "someone/mrm-tiny" in card.text and "report_loss" in card.text
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_mrm.MRMForPreTraining"
+    processor = json.loads((output_dir / "preprocessor_config.json").read_text())
+    assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_mrm.MRMImageProcessor"
+
+
+def launch(command: list[str], tmp_path: Path) -> str:
+    """Run a launcher; return what all its processes printed."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+# Without accelerators, the processes use gloo only with --use_cpu (under torchrun too).
+TWO_PROCESS_ARGS = [*TINY, "--max_steps", "2", "--save_strategy", "no", "--log_level", "info"]
+
+
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]  # fmt: skip
+LAUNCHERS = {
+    # accelerate starts several processes through its multi-process launcher; --use_cpu puts them on gloo.
+    "accelerate": [*ACCELERATE, "--multi_gpu", "--num_processes", "2"],
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"],
+    # accelerate 1.x's --cpu launcher starts ONE process (several only through MPI): it trains, but alone.
+    "accelerate --cpu": [*ACCELERATE, "--cpu", "--num_processes", "2"],
+}
+
+
+@pytest.mark.parametrize(
+    "launcher, script, processes",
+    [
+        ("accelerate", "run_pretraining.py", 2),
+        ("accelerate", "run_pretraining_no_trainer.py", 2),
+        ("torchrun", "run_pretraining.py", 2),
+        ("accelerate --cpu", "run_pretraining_no_trainer.py", 1),
+    ],
+)
+def test_multi_process_gloo_run_completes(launcher, script, processes, tmp_path):
+    output_dir = tmp_path / "run"
+    command = [*LAUNCHERS[launcher], str(EXAMPLES / script), *TWO_PROCESS_ARGS, "--output_dir", str(output_dir)]
+    printed = launch(command, tmp_path)
+    if script == "run_pretraining.py":  # the batch of 8 needs 2 accumulation steps in 1 process, 1 in 2
+        assert f"Gradient Accumulation steps = {3 - processes}" in printed, printed[-3000:]
+    else:
+        assert f"Num processes: {processes}" in printed, printed[-3000:]
+        assert processes == 1 or "Backend: gloo" in printed, printed[-3000:]
+    # One vocabulary, trained by the main process only: the others read it.
+    assert printed.count("Training a 200-token WordPiece vocabulary") == 1, printed[-3000:]
+    model = MRMForPreTraining.from_pretrained(output_dir)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert (output_dir / "reconstruction.png").is_file()
