@@ -24,11 +24,8 @@ output folder works with `pipeline("image-classification", model=output_dir)`.
 """
 
 import logging
-import sys
 from pathlib import Path
 
-import datasets
-import transformers
 from transformers import set_seed
 
 from mrm_hf.data import label_names
@@ -48,7 +45,7 @@ from mrm_hf.finetuning import (
     write_predictions,
 )
 from mrm_hf.metrics import make_compute_metrics
-from mrm_hf.training import write_model_card
+from mrm_hf.training import setup_logging, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -57,11 +54,7 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
-    log_level = training_args.get_process_log_level()
-    for library in (datasets.utils.logging, transformers.utils.logging):
-        library.set_verbosity(log_level)
-    logging.getLogger("mrm_hf").setLevel(log_level)
+    setup_logging(training_args)
 
     set_seed(training_args.seed)
     data = load_data(data_args, training_args.seed)

@@ -16,11 +16,8 @@ Any argument of `--args_file` can be overridden on the command line after it.
 """
 
 import logging
-import sys
 from pathlib import Path
 
-import datasets
-import transformers
 from transformers import HfArgumentParser, TrainerCallback, set_seed
 
 from mrm_hf.pretraining import (
@@ -39,7 +36,7 @@ from mrm_hf.pretraining import (
     resolve_checkpoint,
     save_reconstruction_figure,
 )
-from mrm_hf.training import write_model_card
+from mrm_hf.training import setup_logging, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -62,11 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(
         args=argv, args_file_flag="--args_file", look_for_args_file=False
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
-    log_level = training_args.get_process_log_level()
-    for library in (datasets.utils.logging, transformers.utils.logging):
-        library.set_verbosity(log_level)
-    logging.getLogger("mrm_hf").setLevel(log_level)
+    setup_logging(training_args)
 
     set_seed(training_args.seed)
     derive_schedule(training_args, training_args.world_size)

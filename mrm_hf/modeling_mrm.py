@@ -552,7 +552,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
         return image.reshape(batch_size, channels, side * p, side * p)
 
     def image_loss(self, pixel_values: torch.Tensor, image_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the masked high-resolution patches, with per-patch normalised targets."""
+        """Mean squared error over the masked high-resolution patches (targets normalised per patch with norm_pix_loss)."""
         target = self.patchify(pixel_values.float())
         if self.config.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)

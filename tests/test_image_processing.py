@@ -1,12 +1,11 @@
 import json
-import os
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_without_mrm_hf
 from PIL import Image
 
 from mrm_hf.image_processing_mrm import MRM_MEAN, MRM_STD, MRMImageProcessor, load_radiograph, to_grayscale
@@ -297,39 +296,21 @@ def test_trust_remote_code_loads_without_mrm_hf(tmp_path, processor):
     image = np.random.default_rng(1).integers(0, 65536, (90, 120), dtype=np.uint16)
     np.save(tmp_path / "image.npy", image)
     processor.save_pretrained(tmp_path / "saved")
-    script = textwrap.dedent(
-        """
-        import importlib.abc, sys
+    run_without_mrm_hf(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from transformers import AutoImageProcessor
 
-        class BlockMrmHf(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "mrm_hf" or name.startswith("mrm_hf."):
-                    raise ModuleNotFoundError(f"{name} is blocked in this test")
-
-        sys.meta_path.insert(0, BlockMrmHf())
-        try:
-            import mrm_hf
-        except ModuleNotFoundError:
-            pass
-        else:
-            raise SystemExit("mrm_hf is importable; the test would prove nothing")
-
-        import numpy as np
-        from transformers import AutoImageProcessor
-
-        loaded = AutoImageProcessor.from_pretrained("saved", trust_remote_code=True)
-        assert type(loaded).__name__ == "MRMImageProcessor", type(loaded)
-        assert not type(loaded).__module__.startswith("mrm_hf"), type(loaded).__module__
-        output = loaded(np.load("image.npy"), return_tensors="pt")["pixel_values"]
-        np.save("output.npy", output.numpy())
-        """
+            loaded = AutoImageProcessor.from_pretrained("saved", trust_remote_code=True)
+            assert type(loaded).__name__ == "MRMImageProcessor", type(loaded)
+            assert not type(loaded).__module__.startswith("mrm_hf"), type(loaded).__module__
+            output = loaded(np.load("image.npy"), return_tensors="pt")["pixel_values"]
+            np.save("output.npy", output.numpy())
+            """
+        ),
+        tmp_path,
     )
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert np.array_equal(np.load(tmp_path / "output.npy"), pixel_values(processor, image).numpy())
 
 

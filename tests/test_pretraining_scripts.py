@@ -251,3 +251,18 @@ def test_multi_process_gloo_run_completes(launcher, script, processes, tmp_path)
     model = MRMForPreTraining.from_pretrained(output_dir)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert (output_dir / "reconstruction.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["accelerate_multi_node", "accelerate_deepspeed_zero2", "accelerate_fsdp"])
+def test_documented_accelerate_configs_are_valid(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(EXAMPLES / "configs" / f"{name}.yaml"))
+    assert config.num_processes >= 8 and config.mixed_precision == "bf16"
+    if name == "accelerate_fsdp":
+        # The wrapped layer classes must be the model's own.
+        from mrm_hf.modeling_mrm import MRMPreTrainedModel
+
+        assert set(config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(",")) <= set(
+            MRMPreTrainedModel._no_split_modules
+        )
