@@ -20,7 +20,7 @@ import time
 
 import torch
 from accelerate import Accelerator
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from mrm_hf import MRMConfig, MRMForPreTraining
 from mrm_hf.training import parameter_groups
@@ -94,10 +94,12 @@ def run_trainer(model, dataset, args, device) -> tuple[float, float]:
         logging_strategy="no",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,
     )
     reset_peak_memory(device)
-    Trainer(model=model, args=training_args, train_dataset=dataset, callbacks=[timer]).train()
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)  # keep the printed table clean
+    trainer.train()
     return args.steps * args.batch_size / (timer.end - timer.start), peak_memory_gib(device)
 
 
@@ -106,7 +108,7 @@ def run_accelerate(model, dataset, args, device) -> tuple[float, float]:
         mixed_precision=None if args.precision == "fp32" else args.precision, cpu=device.type == "cpu"
     )
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1.5e-4, betas=(0.9, 0.95))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

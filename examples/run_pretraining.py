@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[SaveImageProcessor(image_processor)],
         decay_tokens=training_args.decay_tokens,
         model_card=lambda folder: write_model_card(
-            folder, MODEL_CARD_TEMPLATE, metrics=results, **model_card_fields(model, model_args, data_args, training_args)
+            folder,
+            MODEL_CARD_TEMPLATE,
+            metrics={k: v for k, v in results.items() if "loss" in k or k == "epoch"},
+            **model_card_fields(model, model_args, data_args, training_args),
         ),
     )
     train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -358,7 +358,8 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
             "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
             "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
             f"weight decay {training_args.weight_decay}",
-            "learning rate": f"{training_args.learning_rate:.3g} ({training_args.lr_scheduler_type}, warm-up "
+            "learning rate": f"{training_args.learning_rate:.3g} "
+            f"({getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warm-up "
             f"{training_args.warmup_epochs} epochs)",
             "total batch": training_args.per_device_train_batch_size
             * training_args.world_size

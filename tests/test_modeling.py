@@ -212,8 +212,8 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     plain = MRMForPreTraining(config).train()
     checkpointed = MRMForPreTraining(tiny_config()).train()
     checkpointed.load_state_dict(plain.state_dict())
-    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert checkpointed.is_gradient_checkpointing
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert checkpointed.is_activation_checkpointing
     batch, _ = tiny_batch(config)
     noise = torch.rand(2, config.num_patches)
     # Dropout draws differently when a layer is recomputed: compare without it.
