@@ -33,6 +33,7 @@ setup(
             "timm>=1.0",
             "torchvision",
             "scikit-learn",
+            "tensorboard",
             "pydicom>=2.4",
             "pylibjpeg>=2.0",
             "pylibjpeg-libjpeg",

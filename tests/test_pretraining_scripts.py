@@ -266,3 +266,20 @@ def test_documented_accelerate_configs_are_valid(name):
         assert set(config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(",")) <= set(
             MRMPreTrainedModel._no_split_modules
         )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_both_losses_reach_the_tracker(script, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output_dir = tmp_path / "run"
+    SCRIPTS[script].main([*TINY, "--output_dir", str(output_dir), "--report_to", "tensorboard", "--save_strategy", "no"])
+    runs = {path.parent for path in output_dir.rglob("events.out.tfevents.*")}
+    tags = set()
+    for run in runs:
+        events = EventAccumulator(str(run))
+        events.Reload()
+        tags |= set(events.Tags()["scalars"])
+    prefix = "train/" if script == "trainer" else ""
+    assert {f"{prefix}image_loss", f"{prefix}report_loss", f"{prefix}loss"} <= tags, tags
