@@ -28,7 +28,6 @@ from transformers import HfArgumentParser, get_scheduler
 
 from mrm_hf.pretraining import (
     DataArguments,
-    LossComponents,
     ModelArguments,
     PretrainingArguments,
     derive_schedule,
@@ -39,6 +38,7 @@ from mrm_hf.pretraining import (
     load_tokenizer,
     model_card_fields,
     prepare,
+    RunningMeans,
     resolve_checkpoint,
     save_reconstruction_figure,
 )
@@ -46,26 +46,19 @@ from mrm_hf.training import parameter_groups, write_model_card
 
 
 logger = logging.getLogger(__name__)
+LOSSES = ("loss", "image_loss", "report_loss")
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
 
 
 def evaluate(model, loader, accelerator) -> dict[str, float]:
     """Mean eval loss and its image and report parts over the validation records."""
     model.eval()
-    components, total, batches = LossComponents(), 0.0, 0
+    running = RunningMeans(LOSSES)
     with torch.no_grad():
         for batch in loader:
-            outputs = model(**batch)
-            components.add(outputs)
-            total, batches = total + float(outputs.loss), batches + 1
-    sums = accelerator.reduce(
-        torch.cat([components.tensor(accelerator.device), torch.tensor([total, batches], device=accelerator.device, dtype=torch.float64)]),
-        reduction="sum",
-    )
-    metrics = {f"eval_{k}": v for k, v in LossComponents.means(sums[:-2]).items()}
-    metrics["eval_loss"] = (sums[-2] / sums[-1]).item()
+            running.add(model(**batch))
     model.train()
-    return metrics
+    return {f"eval_{k}": v for k, v in running.means(accelerator).items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,7 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
     )
-    steps_per_epoch = math.ceil(math.ceil(len(records["train"]) / (args.per_device_train_batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)  # this process's batches
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
     epochs = math.ceil(max_steps / steps_per_epoch)
     # The prepared scheduler steps once per process on every optimiser step.
@@ -129,9 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_warmup_steps=args.get_warmup_steps(max_steps) * accelerator.num_processes,
         num_training_steps=max_steps * accelerator.num_processes,
     )
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    if eval_loader is not None:
-        eval_loader = accelerator.prepare(eval_loader)
+    scheduler = accelerator.prepare(scheduler)
     if trackers:
         accelerator.init_trackers("mrm_pretraining", {k: v for k, v in args.to_sanitized_dict().items()})
 
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     save_every = args.save_steps if args.save_strategy == "steps" else steps_per_epoch if args.save_strategy == "epoch" else 0
     save_every = int(save_every * max_steps) if 0 < save_every < 1 else int(save_every)
-    components, metrics, window_loss, window_steps = LossComponents(), {}, 0.0, 0
+    window, metrics = RunningMeans(LOSSES), {}
     progress = tqdm(range(max_steps), initial=completed_steps, disable=not accelerator.is_local_main_process or args.disable_tqdm)
     model.train()
     for epoch in range(start_epoch, epochs):
@@ -155,28 +149,23 @@ def main(argv: list[str] | None = None) -> dict:
             # Normalise the report loss over the labelled tokens of the whole accumulated batch on every process,
             # as Trainer does; DDP averages gradients over processes, so the loss is scaled back up by their number.
             count = accelerator.gather(sum((b["labels"] != -100).sum() for b in group).reshape(1)).sum()
+            step_loss = 0.0
             for index, batch in enumerate(group):
                 # Gradients are exchanged between processes only after the group's last micro-batch.
                 with accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext():
                     outputs = model(**batch, num_items_in_batch=count)
                     accelerator.backward(outputs.loss * accelerator.num_processes)
-                components.add(outputs)
-                window_loss += float(outputs.loss.detach())  # this micro-batch's share of the step's loss
+                window.add({"image_loss": outputs.image_loss, "report_loss": outputs.report_loss})
+                step_loss += float(outputs.loss.detach())  # this micro-batch's share of the step's loss
+            window.add({"loss": step_loss})
             learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            completed_steps, window_steps = completed_steps + 1, window_steps + 1
+            completed_steps += 1
             progress.update(1)
             if completed_steps % args.logging_steps == 0 or completed_steps == max_steps:
-                reduced = accelerator.reduce(
-                    torch.cat([components.tensor(accelerator.device), torch.tensor([window_loss], dtype=torch.float64, device=accelerator.device)]),
-                    reduction="sum",
-                )
-                logs = {"loss": reduced[-1].item() / window_steps, **LossComponents.means(reduced[:-1])}
-                logs.update(learning_rate=learning_rate, epoch=completed_steps / steps_per_epoch)
-                components.reset()
-                window_loss, window_steps = 0.0, 0
+                logs = {**window.means(accelerator), "learning_rate": learning_rate, "epoch": completed_steps / steps_per_epoch}
                 accelerator.log(logs, step=completed_steps)
                 accelerator.print({k: round(v, 4) for k, v in logs.items()})
             if save_every and completed_steps % save_every == 0:

@@ -244,11 +244,11 @@ def load_tokenizer(
     see the same filesystem) and for any later resume, which reuses its checkpoint's copy.
     """
     source = str(checkpoint) if checkpoint is not None else model_args.tokenizer_name
-    if source is None and model_args.model_name_or_path is not None:
-        if (Path(model_args.model_name_or_path) / "tokenizer.json").exists() or not Path(
-            model_args.model_name_or_path
-        ).exists():
-            source = model_args.model_name_or_path
+    continued = model_args.model_name_or_path
+    if source is None and continued is not None:
+        # A Hub id, or a local folder that holds a tokenizer.
+        if not Path(continued).exists() or (Path(continued) / "tokenizer.json").exists():
+            source = continued
     if source is not None:
         if source.endswith(".json") and Path(source).is_file():
             return load_published_tokenizer(source)
@@ -369,34 +369,32 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
     )
 
 
-class LossComponents:
-    """Running sums of the image and report losses between two logs."""
+class RunningMeans:
+    """Running means of named scalars between two logs, averaged over every process when read."""
 
-    KEYS = ("image_loss", "report_loss")
-
-    def __init__(self):
+    def __init__(self, keys: tuple[str, ...]):
+        self.keys = keys
         self.reset()
 
-    def reset(self):
-        self.sums = {key: 0.0 for key in self.KEYS}
-        self.counts = {key: 0 for key in self.KEYS}
+    def reset(self) -> None:
+        self.sums = dict.fromkeys(self.keys, 0.0)
+        self.counts = dict.fromkeys(self.keys, 0)
 
-    def add(self, outputs) -> None:
-        for key in self.KEYS:
-            value = outputs.get(key)
+    def add(self, values) -> None:
+        """Add the values of these keys found in a mapping (model outputs included); None is skipped."""
+        for key in self.keys:
+            value = values.get(key)
             if value is not None:
-                self.sums[key] += float(value.detach())
+                self.sums[key] += float(value.detach() if isinstance(value, torch.Tensor) else value)
                 self.counts[key] += 1
 
-    def tensor(self, device) -> torch.Tensor:
-        """Sums then counts, so that processes can be reduced together."""
-        values = [self.sums[k] for k in self.KEYS] + [float(self.counts[k]) for k in self.KEYS]
-        return torch.tensor(values, dtype=torch.float64, device=device)
-
-    @classmethod
-    def means(cls, reduced: torch.Tensor) -> dict[str, float]:
-        sums, counts = reduced[: len(cls.KEYS)], reduced[len(cls.KEYS) :]
-        return {k: (s / c).item() for k, s, c in zip(cls.KEYS, sums, counts) if c > 0}
+    def means(self, accelerator) -> dict[str, float]:
+        """The means since the last read over all processes (every process must call this), then reset."""
+        local = [self.sums[k] for k in self.keys] + [float(self.counts[k]) for k in self.keys]
+        reduced = accelerator.reduce(torch.tensor(local, dtype=torch.float64, device=accelerator.device), "sum")
+        self.reset()
+        sums, counts = reduced[: len(self.keys)], reduced[len(self.keys) :]
+        return {k: (total / count).item() for k, total, count in zip(self.keys, sums, counts) if count > 0}
 
 
 class MRMPreTrainer(Trainer):
@@ -406,7 +404,7 @@ class MRMPreTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.decay_tokens = decay_tokens
         self.model_card = model_card  # called with the output folder to write README.md
-        self._components = {"train": LossComponents(), "eval": LossComponents()}
+        self._components = {split: RunningMeans(("image_loss", "report_loss")) for split in ("train", "eval")}
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model, self.decay_tokens)
@@ -419,10 +417,7 @@ class MRMPreTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for split, loss_key, prefix in (("train", "loss", ""), ("eval", "eval_loss", "eval_")):
             if loss_key in logs:
-                components = self._components[split]
-                reduced = self.accelerator.reduce(components.tensor(self.args.device), reduction="sum")
-                logs.update({prefix + k: v for k, v in LossComponents.means(reduced).items()})
-                components.reset()
+                logs.update({prefix + k: v for k, v in self._components[split].means(self.accelerator).items()})
         super().log(logs, start_time)
 
     def create_model_card(self, **kwargs) -> None:
