@@ -11,12 +11,15 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["mrm_hf", "mrm_hf.*"]),
+    # The `evaluate` metric modules are loaded by path, so they ship as files rather than as a package.
+    package_data={"mrm_hf": ["metric_modules/*/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
         "transformers>=5,<6",
         "accelerate>=1.0",
         "datasets>=3.0",
+        "evaluate>=0.4",
         "safetensors",
         "huggingface-hub",
         "pillow",

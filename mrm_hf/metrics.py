@@ -11,12 +11,29 @@ that `metric_for_best_model="mean_auc"` can compare it; it is NaN only when no c
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 
 ProblemType = Literal["multi_label_classification", "single_label_classification"]
+
+METRIC_MODULES = Path(__file__).with_name("metric_modules")
+
+
+def load_metric(name: str, **kwargs):
+    """An `evaluate` metric shipped with the package (`mrm_hf/metric_modules/<name>/<name>.py`), loaded by path.
+
+    Loading by path keeps evaluation offline: `evaluate.load("<hub name>")` would reach the Hub.
+    """
+    import evaluate
+
+    path = METRIC_MODULES / name / f"{name}.py"
+    if not path.is_file():
+        shipped = sorted(p.name for p in METRIC_MODULES.iterdir() if (p / f"{p.name}.py").is_file())
+        raise ValueError(f"Expected a metric shipped in {METRIC_MODULES}, one of {shipped}; found no module {name!r}.")
+    return evaluate.load(str(path), **kwargs)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
