@@ -14,9 +14,12 @@ named in a `ConversionError`, and nothing is written unless the whole checkpoint
 """
 
 import argparse
+import difflib
 import json
+import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +27,8 @@ import torch
 from .configuration_mrm import MRMConfig
 from .modeling_mrm import MRMForImageClassification, MRMForPreTraining, MRMModel
 
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("pretraining", "classifier", "encoder")
 MODEL_CLASSES = {"pretraining": MRMForPreTraining, "classifier": MRMForImageClassification, "encoder": MRMModel}
@@ -96,22 +101,49 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise ConversionError(f"{path} is not a readable safetensors file: {error}.") from error
     # The published MRM.pth also holds its training `args`, an argparse.Namespace: a plain attribute bag that is
-    # safe to allow. Any other object is refused by `weights_only=True`.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise ConversionError(f"Could not read {path} with torch.load(weights_only=True): {error}") from error
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # an unpickling error names the refused global
-        raise ConversionError(f"Could not read {path} with torch.load(weights_only=True): {error}") from error
-    return unwrap_state_dict(checkpoint, source=str(path))
+    # safe to allow. Any other object is refused by `weights_only=True`. Files in the legacy (pre-zip) format
+    # cannot be memory-mapped, so they are read whole.
+    error = None
+    for mmap in (True, False):
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the error below says more
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return unwrap_state_dict(checkpoint, source=str(path))
+        except ConversionError:
+            raise
+        except Exception as caught:  # noqa: BLE001 (every reading failure is reported below)
+            error = caught
+            if not (mmap and "mmap" in str(caught)):
+                break
+    raise ConversionError(
+        f"Could not read {path}: {_load_failure(path, error)}. Expected a checkpoint written by torch.save "
+        "(.pth, .pt, .bin) or a .safetensors file."
+    ) from error
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """What torch.load found, in one sentence, without its advice to retry with weights_only=False: that would run
+    whatever code an untrusted file holds."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # a pickle of something weights_only=True refuses to build
+        detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
+        return (
+            "it is a pickle of more than tensors, plain containers and argparse.Namespace, which is refused as it "
+            f"could run code ({detail.split('. ')[0].rstrip('.')})"
+        )
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    first = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def unwrap_state_dict(checkpoint: dict, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -235,56 +267,67 @@ def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, 
 def config_from_state_dict(
     state_dict: dict[str, torch.Tensor], kind: str, base: MRMConfig | None = None
 ) -> MRMConfig:
-    """An MRMConfig whose sizes are read off a published state dict; head counts and the rest come from `base`."""
+    """An MRMConfig whose sizes are read off a published state dict; head counts and the rest come from `base`.
+
+    A size whose key is absent keeps `base`'s value, so that `build_model` can name every missing key at once.
+    """
     base = base if base is not None else MRMConfig()
     sizes = base.to_dict()
     for key in ("model_type", "transformers_version", "architectures", "auto_map"):
         sizes.pop(key, None)
 
-    def shape(key: str) -> tuple[int, ...]:
-        if key not in state_dict:
-            raise ConversionError(f"Required key `{key}` is missing from this {kind} checkpoint.")
-        return tuple(state_dict[key].shape)
+    def shape(key: str) -> tuple[int, ...] | None:
+        """The shape of `key`; for a layer's key (`blocks.0.…`), of the first layer that has it; None if absent."""
+        if key in state_dict:
+            return tuple(state_dict[key].shape)
+        prefix, _, rest = key.partition(".0.")
+        pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.{re.escape(rest)}")
+        layers = sorted((int(m.group(1)), k) for k in state_dict if rest and (m := pattern.fullmatch(k)))
+        return tuple(state_dict[layers[0][1]].shape) if layers else None
 
     def depth(prefix: str) -> int:
         indices = {int(m.group(1)) for k in state_dict if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
         return max(indices) + 1 if indices else 0
 
-    width, channels, patch, _ = shape("patch_embed.proj.weight")
-    num_positions = shape("pos_embed")[1] - 1
-    sizes.update(
-        hidden_size=width,
-        num_channels=channels,
-        patch_size=patch,
-        image_size=round(num_positions**0.5) * patch,
-        num_hidden_layers=depth("blocks"),
-        intermediate_size=shape("blocks.0.mlp.fc1.weight")[0],
-    )
+    def put(**found) -> None:
+        sizes.update({name: value for name, value in found.items() if value is not None})
+
+    def dim(key: str, axis: int) -> int | None:
+        found = shape(key)
+        return None if found is None else found[axis]
+
+    patch_weight, pos_embed = shape("patch_embed.proj.weight"), shape("pos_embed")
+    if patch_weight is not None:
+        put(hidden_size=patch_weight[0], num_channels=patch_weight[1], patch_size=patch_weight[2])
+    if pos_embed is not None:
+        put(image_size=round((pos_embed[1] - 1) ** 0.5) * sizes["patch_size"])
+    put(num_hidden_layers=depth("blocks") or None, intermediate_size=dim("blocks.0.mlp.fc1.weight", 0))
     if kind == "classifier":
-        sizes["num_labels"] = shape("head.weight")[0]
         sizes.pop("id2label", None)
         sizes.pop("label2id", None)
+        sizes["num_labels"] = dim("head.weight", 0) or base.num_labels
     if kind == "pretraining":
-        decoder_width = shape("decoder_embed.weight")[0]
-        prediction = shape("decoder_pred.weight")[0]
-        reconstruction_patch = round((prediction / channels) ** 0.5)
-        if reconstruction_patch**2 * channels != prediction or reconstruction_patch % patch:
-            raise ConversionError(
-                f"`decoder_pred.weight` predicts {prediction} values per patch, which is not (k * {patch})^2 * "
-                f"{channels} for a whole k."
-            )
-        report_width = shape(BERT + "embeddings.word_embeddings.weight")[1]
-        sizes.update(
-            decoder_hidden_size=decoder_width,
-            decoder_num_hidden_layers=depth("decoder_blocks"),
-            decoder_intermediate_size=shape("decoder_blocks.0.mlp.fc1.weight")[0],
-            reconstruction_size=sizes["image_size"] * reconstruction_patch // patch,
-            report_vocab_size=shape(BERT + "embeddings.word_embeddings.weight")[0],
-            report_hidden_size=report_width,
-            report_num_hidden_layers=depth(BERT + "encoder.layer"),
-            report_intermediate_size=shape(BERT + "encoder.layer.0.intermediate.dense.weight")[0],
-            report_max_position_embeddings=shape(BERT + "embeddings.position_embeddings.weight")[0],
-            report_type_vocab_size=shape(BERT + "embeddings.token_type_embeddings.weight")[0],
+        patch, channels = sizes["patch_size"], sizes["num_channels"]
+        prediction = dim("decoder_pred.weight", 0)
+        if prediction is not None:
+            reconstruction_patch = round((prediction / channels) ** 0.5)
+            if reconstruction_patch**2 * channels != prediction or reconstruction_patch % patch:
+                raise ConversionError(
+                    f"`decoder_pred.weight` predicts {prediction} values per patch, which is not (k * {patch})^2 * "
+                    f"{channels} for a whole k."
+                )
+            put(reconstruction_size=sizes["image_size"] * reconstruction_patch // patch)
+        word_embeddings = shape(BERT + "embeddings.word_embeddings.weight")
+        put(
+            decoder_hidden_size=dim("decoder_embed.weight", 0),
+            decoder_num_hidden_layers=depth("decoder_blocks") or None,
+            decoder_intermediate_size=dim("decoder_blocks.0.mlp.fc1.weight", 0),
+            report_vocab_size=None if word_embeddings is None else word_embeddings[0],
+            report_hidden_size=None if word_embeddings is None else word_embeddings[1],
+            report_num_hidden_layers=depth(BERT + "encoder.layer") or None,
+            report_intermediate_size=dim(BERT + "encoder.layer.0.intermediate.dense.weight", 0),
+            report_max_position_embeddings=dim(BERT + "embeddings.position_embeddings.weight", 0),
+            report_type_vocab_size=dim(BERT + "embeddings.token_type_embeddings.weight", 0),
         )
     try:
         return MRMConfig(**sizes)
@@ -347,6 +390,12 @@ def convert_checkpoint(
         raise ConversionError(f"{output_dir} exists and is not empty; pass --overwrite to replace its files.")
     state_dict = load_checkpoint(checkpoint)
     model = build_model(state_dict, kind, config)
+    nonfinite = sorted(k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if nonfinite:
+        logger.warning(
+            "warning: %d tensor(s) of %s hold NaN or infinite values: %s. They are converted as they are; the model "
+            "computes NaN or inf wherever they are used.", len(nonfinite), checkpoint, nonfinite,
+        )  # fmt: skip
     if label_names is not None:
         if not isinstance(model, MRMForImageClassification) or len(label_names) != model.config.num_labels:
             found = model.config.num_labels if isinstance(model, MRMForImageClassification) else "no classifier"
@@ -355,6 +404,36 @@ def convert_checkpoint(
         model.config.label2id = {name: i for i, name in enumerate(label_names)}
     model.save_pretrained(output_dir)
     return model
+
+
+# Keys a saved config.json may hold besides the fields of `MRMConfig().to_dict()`.
+CONFIG_FILE_KEYS = {"auto_map", "num_labels", "torch_dtype"}
+
+
+def read_config(path: str | Path) -> MRMConfig:
+    """The MRMConfig in a `--config` JSON file, refusing what would silently build another model: unknown keys
+    (a misspelt `num_attention_head` would leave the default 12 heads), another model_type, invalid values."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConversionError(f"--config {path} cannot be read: {error.strerror or error}.") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConversionError(f"--config {path} is not valid JSON: {error}.") from error
+    if not isinstance(values, dict):
+        raise ConversionError(f"--config {path} must hold a JSON object of MRMConfig fields; found a {type(values).__name__}.")
+    if values.get("model_type", "mrm") != "mrm":
+        raise ConversionError(f"--config {path} has model_type {values['model_type']!r}; expected 'mrm'.")
+    known = set(MRMConfig().to_dict()) | CONFIG_FILE_KEYS
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = [f"{key!r} (did you mean {match[0]!r}?)" if (match := difflib.get_close_matches(key, known, 1)) else repr(key)
+                 for key in unknown]  # fmt: skip
+        raise ConversionError(f"--config {path} has key(s) that MRMConfig does not know: {', '.join(hints)}.")
+    try:
+        return MRMConfig(**{k: v for k, v in values.items() if k not in ("model_type", "auto_map")})
+    except Exception as error:
+        raise ConversionError(f"--config {path} does not make a valid MRMConfig: {error}") from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,11 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
     args = parser.parse_args(argv)
 
-    config = None
-    if args.config:
-        config = MRMConfig(**{k: v for k, v in json.loads(Path(args.config).read_text()).items() if k != "model_type"})
     labels = [name.strip() for name in args.label_names.split(",")] if args.label_names else None
     try:
+        config = read_config(args.config) if args.config else None
         model = convert_checkpoint(args.checkpoint, args.output_dir, args.kind, config, labels, args.overwrite)
     except (ConversionError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -181,7 +181,86 @@ def test_converter_refuses_inconsistent_published_quirks():
 def test_converter_refuses_arbitrary_pickled_objects(tmp_path, capsys):
     torch.save({"model": tiny_reference().state_dict(), "hook": ConversionError("pickled object")}, tmp_path / "x.pth")
     assert main(["--checkpoint", str(tmp_path / "x.pth"), "--output-dir", str(tmp_path / "out")]) == 2
-    assert "weights_only" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    error = capsys.readouterr().err
+    assert "mrm_hf.convert.ConversionError" in error and "tmp_path" not in error and not (tmp_path / "out").exists()
+    assert str(tmp_path / "x.pth") in error and "weights_only` set to `False" not in error and "False" not in error
+
+
+def test_converter_names_every_unplaced_and_every_missing_key_in_one_message(tmp_path, capsys):
+    state_dict = tiny_reference().state_dict()
+    removed = [k for k in state_dict if k.startswith("blocks.0.")]  # the layer the sizes are read from first
+    for key in removed:
+        del state_dict[key]
+    del state_dict["decoder_embed.weight"]
+    state_dict["blocks.1.attn.rel_pos"] = torch.zeros(3)
+    code, out = run_cli(tmp_path, state_dict, "--config", write_tiny_config(tmp_path / "tiny.json"))
+    assert code == 2 and not out.exists()
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert "blocks.1.attn.rel_pos" in error and "image_decoder.embed.weight" in error
+    for key in removed:  # every one of them, under its converted name
+        converted = key.replace("blocks.0.", "image_encoder.layers.0.").replace("norm1", "layernorm_before")
+        converted = converted.replace("norm2", "layernorm_after").replace("attn.", "attention.")
+        assert converted in error, converted
+
+
+def test_converter_reports_unreadable_files_by_name_without_unsafe_advice(tmp_path, capsys):
+    import pickle
+
+    torch.save(tiny_reference().state_dict(), tmp_path / "whole.pth")
+    data = (tmp_path / "whole.pth").read_bytes()
+    files = {
+        "notes.pth": b"this is not a checkpoint\n",
+        "empty.pth": b"",
+        "truncated.pth": data[: len(data) // 2],
+        "plain.pkl": pickle.dumps({"weights": [1.0, 2.0]}, protocol=4),
+        "corrupt.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        assert main(["--checkpoint", str(tmp_path / name), "--output-dir", str(tmp_path / "out")]) == 2, name
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: ") and str(tmp_path / name) in error, error
+        assert "weights_only" not in error and "Traceback" not in error and len(error.strip().splitlines()) == 1, error
+        assert not (tmp_path / "out").exists()
+    assert "the file is empty" in (lambda: (main(["--checkpoint", str(tmp_path / "empty.pth"), "--output-dir",
+                                                  str(tmp_path / "o")]), capsys.readouterr().err)[1])()
+    # The legacy (pre-zip) torch.save format cannot be memory-mapped, but converts.
+    torch.save(tiny_reference().state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    config = write_tiny_config(tmp_path / "tiny.json")
+    assert main(["--checkpoint", str(tmp_path / "legacy.pth"), "--config", config, "--output-dir", str(tmp_path / "legacy")]) == 0
+
+
+def test_converter_config_refuses_unknown_keys_and_bad_json_naming_the_file(tmp_path, capsys):
+    torch.save(tiny_reference().state_dict(), tmp_path / "mrm.pth")
+    values = tiny_config().to_dict()
+    values["num_attention_head"] = values.pop("num_attention_heads")  # misspelt: would silently build 12 heads
+    cases = {
+        "misspelt.json": (json.dumps(values), ["'num_attention_head' (did you mean 'num_attention_heads'?)"]),
+        "broken.json": ('{"hidden_size": 32,', ["is not valid JSON"]),
+        "list.json": ("[1, 2]", ["must hold a JSON object", "found a list"]),
+        "other.json": (json.dumps({"model_type": "vit"}), ["model_type 'vit'", "expected 'mrm'"]),
+        "invalid.json": (json.dumps({"hidden_size": 30, "num_attention_heads": 4}), ["does not make a valid MRMConfig"]),
+    }
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        code = main(["--checkpoint", str(tmp_path / "mrm.pth"), "--config", str(tmp_path / name), "--output-dir",
+                     str(tmp_path / "out")])  # fmt: skip
+        error = capsys.readouterr().err
+        assert code == 2 and not (tmp_path / "out").exists(), error
+        assert f"--config {tmp_path / name}" in error and all(part in error for part in expected), error
+
+
+def test_converter_warns_about_nonfinite_weights(tmp_path, caplog):
+    state_dict = tiny_reference().state_dict()
+    state_dict["blocks.1.mlp.fc2.weight"][0, 0] = float("nan")
+    state_dict["decoder_pred.bias"][3] = float("inf")
+    torch.save(state_dict, tmp_path / "nan.pth")
+    config = write_tiny_config(tmp_path / "tiny.json")
+    with caplog.at_level("WARNING", logger="mrm_hf.convert"):
+        assert main(["--checkpoint", str(tmp_path / "nan.pth"), "--config", config, "--output-dir", str(tmp_path / "o")]) == 0
+    assert "2 tensor(s)" in caplog.text and str(tmp_path / "nan.pth") in caplog.text
+    assert "blocks.1.mlp.fc2.weight" in caplog.text and "decoder_pred.bias" in caplog.text
 
 
 def test_converter_rejects_a_non_vit_checkpoint_and_an_occupied_output(tmp_path, capsys):
