@@ -8,6 +8,7 @@ from transformers import (
     AutoModelForPreTraining,
     AutoVideoProcessor,
 )
+from transformers.utils import is_torchvision_available
 
 from .configuration_mrm import MRMConfig
 from .image_processing_mrm import MRMImageProcessor
@@ -26,8 +27,11 @@ AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
 )
 # MRM has no video processor. Saying so keeps pipelines, which look for one, from inferring "MRMVideoProcessor"
-# from the image processor's auto_map and prompting to run custom code that does not exist.
-AutoVideoProcessor.register(MRMConfig, video_processor_classes={}, exist_ok=True)
+# from the image processor's auto_map and prompting to run custom code that does not exist. AutoVideoProcessor exists
+# only with torchvision, which mrm_hf does not need (its transforms are PIL/torch); without it, pipelines find no video
+# processor anyway, so there is nothing to say.
+if is_torchvision_available():
+    AutoVideoProcessor.register(MRMConfig, video_processor_classes={}, exist_ok=True)
 
 __all__ = [
     "MRMConfig",
