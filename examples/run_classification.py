@@ -45,7 +45,7 @@ from mrm_hf.finetuning import (
     write_predictions,
 )
 from mrm_hf.metrics import make_compute_metrics
-from mrm_hf.training import setup_logging, write_model_card
+from mrm_hf.training import check_hub_access, setup_logging, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
     setup_logging(training_args)
+    check_hub_access(training_args)
 
     set_seed(training_args.seed)
     data = load_data(data_args, training_args.seed)

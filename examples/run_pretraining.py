@@ -36,7 +36,7 @@ from mrm_hf.pretraining import (
     resolve_checkpoint,
     save_reconstruction_figure,
 )
-from mrm_hf.training import setup_logging, write_model_card
+from mrm_hf.training import check_hub_access, setup_logging, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,15 @@ def main(argv: list[str] | None = None) -> dict:
         args=argv, args_file_flag="--args_file", look_for_args_file=False
     )
     setup_logging(training_args)
+    check_hub_access(training_args)
 
     set_seed(training_args.seed)
     derive_schedule(training_args, training_args.world_size)
+    logger.info(
+        "Pre-training MRM on the %s records for %s epochs (total batch %d) into %s",
+        data_args.dataset, training_args.num_train_epochs, training_args.per_device_train_batch_size
+        * training_args.world_size * training_args.gradient_accumulation_steps, training_args.output_dir,
+    )  # fmt: skip
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
     records = load_records(data_args, training_args.seed)
     tokenizer = load_tokenizer(
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model()
     if not training_args.push_to_hub:
         trainer.create_model_card()
+    logger.info("Done: model, image processor, tokenizer, figure and model card in %s", training_args.output_dir)
     return results
 
 

@@ -2,7 +2,10 @@
 """Pre-train MRM with your own Accelerate loop: the same arguments, data and recipe as `run_pretraining.py`.
 
     accelerate launch examples/run_pretraining_no_trainer.py --args_file examples/configs/demo.args
-    accelerate launch --num_processes 2 --cpu examples/run_pretraining_no_trainer.py --args_file examples/configs/demo.args
+    accelerate launch --multi_gpu --num_processes 2 examples/run_pretraining_no_trainer.py \
+        --args_file examples/configs/demo.args --use_cpu
+
+(CPU processes need `--multi_gpu` and `--use_cpu`: `accelerate launch --cpu` starts a single process in accelerate 1.x.)
 
 Mixed precision comes from `--bf16`/`--fp16` (or `accelerate launch --mixed_precision`), gradient accumulation from
 `--effective_batch_size`, checkpoints from `--save_strategy`/`--save_steps` (folders `step_N`), trackers from
@@ -42,7 +45,7 @@ from mrm_hf.pretraining import (
     resolve_checkpoint,
     save_reconstruction_figure,
 )
-from mrm_hf.training import parameter_groups, write_model_card
+from mrm_hf.training import check_hub_access, parameter_groups, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, args = parser.parse_args_into_dataclasses(
         args=argv, args_file_flag="--args_file", look_for_args_file=False
     )
+    check_hub_access(args)
     state = PartialState(cpu=args.use_cpu)
     derive_schedule(args, state.num_processes)
     trackers = [t for t in (args.report_to or []) if t != "none"]
@@ -201,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
                 repo_id=repo_id, folder_path=output_dir, commit_message="MRM pre-training", ignore_patterns=["step_*", "_*"]
             )
     accelerator.end_training()
+    accelerator.print(f"Done: model, image processor, tokenizer, figure and model card in {output_dir}")
     return metrics
 
 

@@ -17,10 +17,10 @@ from PIL import Image, ImageDraw
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from .configuration_mrm import MRMConfig
-from .data import DataCollatorForMRM, load_mimic_cxr, load_training_csv, make_demo_records
+from .data import DataCollatorForMRM, demo_report_texts, load_mimic_cxr, load_training_csv, make_demo_records
 from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForPreTraining
-from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
+from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
 from .training import decay_parameter_names
 from .transforms import PretrainingTransform
 
@@ -56,8 +56,9 @@ class ModelArguments:
     tokenizer_name: str | None = field(
         default=None,
         metadata={
-            "help": "A tokenizer folder, or a tokenizers JSON such as the published mimic_wordpiece.json. Without "
-            "one, a WordPiece vocabulary is trained on the training reports the published way."
+            "help": "A tokenizer folder, a tokenizers JSON such as the published mimic_wordpiece.json, or `demo` (every "
+            "word of the demo's report templates: the same ids on every run). Without one, a WordPiece vocabulary is "
+            "trained on the training reports the published way."
         },
     )
     tokenizer_vocab_size: int = field(default=30000, metadata={"help": "Vocabulary size when training a tokenizer."})
@@ -138,15 +139,31 @@ class PretrainingArguments(TrainingArguments):
 
 
 def derive_schedule(args, world_size: int) -> None:
-    """Set gradient accumulation from the effective batch, the lr from the base lr, the warm-up from its epochs."""
-    per_step = args.per_device_train_batch_size * world_size
+    """Set gradient accumulation from the effective batch, the lr from the base lr, the warm-up from its epochs.
+
+    `--per_device_train_batch_size` is the most one process takes at once: with more processes than the effective
+    batch needs at that size, each takes fewer (the demo's 32 on 2 processes: 16 each), so that the total batch, and
+    with it the learning rate and the result, does not depend on how many processes run.
+    """
+    per_device = args.per_device_train_batch_size
     if args.effective_batch_size:
-        if args.effective_batch_size % per_step:
+        effective = args.effective_batch_size
+        steps = -(-effective // (per_device * world_size))  # the fewest accumulation steps at this per-device batch
+        while effective % (world_size * steps) and steps < effective:
+            steps += 1
+        if effective % (world_size * steps):
             raise ValueError(
-                f"--effective_batch_size {args.effective_batch_size} is not a multiple of the batch per step, "
-                f"{args.per_device_train_batch_size} per device x {world_size} processes = {per_step}."
+                f"--effective_batch_size {effective} cannot be split over {world_size} processes with at most "
+                f"{per_device} per device: it must be a multiple of {world_size} (the number of processes)."
             )
-        args.gradient_accumulation_steps = args.effective_batch_size // per_step
+        if effective // (world_size * steps) != per_device:
+            logger.info(
+                "--per_device_train_batch_size %d lowered to %d, so that %d processes x %d accumulation steps make "
+                "--effective_batch_size %d", per_device, effective // (world_size * steps), world_size, steps, effective,
+            )  # fmt: skip
+        args.per_device_train_batch_size = effective // (world_size * steps)
+        args.gradient_accumulation_steps = steps
+    per_step = args.per_device_train_batch_size * world_size
     total = per_step * args.gradient_accumulation_steps
     args.learning_rate = args.base_learning_rate * total / 256
     if args.warmup_epochs and args.num_train_epochs:
@@ -249,6 +266,8 @@ def load_tokenizer(
         # A Hub id, or a local folder that holds a tokenizer.
         if not Path(continued).exists() or (Path(continued) / "tokenizer.json").exists():
             source = continued
+    if source == "demo":
+        return vocabulary_tokenizer(demo_report_texts())
     if source is not None:
         if source.endswith(".json") and Path(source).is_file():
             return load_published_tokenizer(source)
@@ -289,13 +308,15 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -
 
 
 def image_processor_for(model: MRMForPreTraining, model_args: ModelArguments) -> MRMImageProcessor:
-    """The processor saved with the model: its pre-training view at the reconstruction size."""
+    """The processor saved with the model: the encoder's evaluation view at `config.image_size`, what users of the
+    saved folder feed to `AutoModel`. Training makes its own pre-training view (`PretrainingTransform`, at the
+    reconstruction size) from this processor's grayscale conversion and normalisation."""
     if model_args.model_name_or_path is not None:
         path = Path(model_args.model_name_or_path) / "preprocessor_config.json"
         if path.exists():
             return MRMImageProcessor.from_pretrained(model_args.model_name_or_path)
-    size = model.config.reconstruction_size
-    return MRMImageProcessor(mode="pretraining", size={"height": size, "width": size})
+    size = model.config.image_size
+    return MRMImageProcessor(mode="evaluation", size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
 
 def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments):

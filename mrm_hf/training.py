@@ -23,6 +23,25 @@ def setup_logging(training_args) -> None:
     logging.getLogger("mrm_hf").setLevel(level)
 
 
+def check_hub_access(training_args) -> None:
+    """With --push_to_hub, stop at start, in one line, when the upload at the end could not happen."""
+    if not training_args.push_to_hub:
+        return
+    from huggingface_hub import HfApi, constants
+
+    fix = "or drop --push_to_hub and upload the output folder later with `hf upload <repo_id> <output_dir>`"
+    if constants.HF_HUB_OFFLINE:
+        raise SystemExit(f"error: --push_to_hub needs the Hub, but offline mode is on (HF_HUB_OFFLINE=1): unset it, {fix}.")
+    try:
+        HfApi(token=training_args.hub_token).whoami()
+    except Exception as error:  # no token, a rejected token, or no connection
+        found = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(
+            f"error: --push_to_hub needs a logged-in connection to the Hub, but it failed ({found}): log in with "
+            f"`hf auth login` or pass --hub_token, {fix}."
+        ) from None
+
+
 def decay_parameter_names(model: nn.Module, decay_tokens: bool = False) -> list[str]:
     """Trainable parameters that take weight decay: not biases, not norms, not the cls/mask tokens.
 

@@ -81,8 +81,12 @@ def test_script_pretrains_logs_both_losses_and_saves_a_loadable_folder(script, t
 
     model = AutoModelForPreTraining.from_pretrained(output_dir)
     assert isinstance(model, MRMForPreTraining) and model.config.reconstruction_size == 32
+    # The saved processor is the encoder's evaluation view: what users of the folder feed to AutoModel.
     processor = AutoImageProcessor.from_pretrained(output_dir)
-    assert isinstance(processor, MRMImageProcessor) and processor.size["height"] == 32
+    assert isinstance(processor, MRMImageProcessor) and processor.mode == "evaluation"
+    pixel_values = processor(Image.new("L", (80, 64), 128), return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 3, 16, 16)
+    assert model.image_encoder(pixel_values).last_hidden_state.shape == (1, 1 + 16, 32)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     assert len(tokenizer) == model.config.report_vocab_size and tokenizer("left effusion")["input_ids"][0] == 2
 
@@ -130,8 +134,31 @@ def test_published_recipe_is_the_default():
     assert args.gradient_accumulation_steps == 2 and args.learning_rate == pytest.approx(1.5e-4)
     assert args.num_train_epochs == 200 and args.warmup_steps == pytest.approx(0.2) and args.lr_scheduler_type == "cosine"
     assert (data_args.crop_min_scale, data_args.hflip_probability, data_args.mlm_probability) == (0.2, 0.5, 0.5)
-    with pytest.raises(ValueError, match="not a multiple of the batch per step, 48 per device x 4 processes = 192"):
-        derive_schedule(parser.parse_args_into_dataclasses(["--output_dir", "x", "--per_device_train_batch_size", "48"])[2], 4)
+
+
+
+@pytest.mark.parametrize(
+    "per_device, processes, derived",
+    [(32, 1, (32, 1)), (32, 2, (16, 1)), (48, 4, (32, 2)), (64, 3, None), (5, 2, (4, 4))],
+)
+def test_effective_batch_is_kept_whatever_the_number_of_processes(per_device, processes, derived):
+    from transformers import HfArgumentParser
+
+    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments, derive_schedule
+
+    effective = 32 if per_device in (32, 5) else 256
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    args = parser.parse_args_into_dataclasses(
+        ["--output_dir", "x", "--per_device_train_batch_size", str(per_device), "--effective_batch_size", str(effective)]
+    )[2]
+    if derived is None:
+        with pytest.raises(ValueError, match=f"--effective_batch_size {effective} cannot be split over 3 processes"):
+            derive_schedule(args, processes)
+        return
+    derive_schedule(args, processes)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == derived
+    assert args.per_device_train_batch_size * processes * args.gradient_accumulation_steps == effective
+    assert args.learning_rate == pytest.approx(args.base_learning_rate * effective / 256)
 
 
 def test_weight_decay_spares_biases_norms_positions_and_tokens():
@@ -181,7 +208,11 @@ CODE_AND_WEIGHTS = {
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_push_to_hub_uploads_model_processor_tokenizer_code_and_card(script, tmp_path):
     output_dir = tmp_path / "mrm-tiny"
+    from huggingface_hub import constants
+
     with (
+        mock.patch.object(constants, "HF_HUB_OFFLINE", False),  # the start-up check sees a logged-in user online
+        mock.patch.object(HfApi, "whoami", return_value={"name": "someone"}),
         mock.patch.object(HfApi, "create_repo", return_value=RepoUrl("https://huggingface.co/someone/mrm-tiny")) as create,
         mock.patch.object(HfApi, "upload_folder") as upload,
     ):
@@ -203,6 +234,32 @@ def test_push_to_hub_uploads_model_processor_tokenizer_code_and_card(script, tmp
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_mrm.MRMForPreTraining"
     processor = json.loads((output_dir / "preprocessor_config.json").read_text())
     assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_mrm.MRMImageProcessor"
+
+
+@pytest.mark.parametrize("script", ["run_pretraining.py", "run_pretraining_no_trainer.py", "run_classification.py"])
+def test_push_to_hub_offline_stops_at_start_with_one_line(script, tmp_path):
+    # Nothing is loaded or trained first: the same command without --push_to_hub would need --dataset's data.
+    command = [sys.executable, str(EXAMPLES / script), "--output_dir", str(tmp_path / "out"), "--push_to_hub"]
+    if script == "run_classification.py":  # neither the model nor the data exist: they are never reached
+        command += ["--model_name_or_path", "no-such-model", "--dataset", "imagefolder", "--data_dir", "no-such-folder"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --push_to_hub needs the Hub, but offline mode is on")
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_without_login_stops_at_start(tmp_path):
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    with (
+        mock.patch.object(constants, "HF_HUB_OFFLINE", False),
+        mock.patch.object(HfApi, "whoami", side_effect=LocalTokenNotFoundError("Token is required, but no token found.")),
+        pytest.raises(SystemExit, match=r"needs a logged-in connection to the Hub, but it failed \(Token is required"),
+    ):
+        run_pretraining.main([*TINY, "--output_dir", str(tmp_path / "out"), "--push_to_hub"])
+    assert not (tmp_path / "out").exists()
 
 
 def launch(command: list[str], tmp_path: Path) -> str:
