@@ -52,6 +52,24 @@ def load_published_tokenizer(path: str | PathLike, max_length: int = MAX_LENGTH)
     return _as_report_tokenizer(Tokenizer.from_file(str(path)), max_length)
 
 
+def _report_backend(model: WordPiece) -> Tokenizer:
+    """A WordPiece backend with the published normalisation (lowercase, no accents) and word splitting."""
+    backend = Tokenizer(model)
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), normalizers.NFKD(), normalizers.StripAccents()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)]
+    )
+    return backend
+
+
+def _wordpiece(vocab: dict[str, int] | None = None) -> WordPiece:
+    return WordPiece(
+        vocab, unk_token=SPECIAL_TOKENS["unk_token"], continuing_subword_prefix="##", max_input_chars_per_word=100
+    )
+
+
 def train_report_tokenizer(
     texts: Iterable[str],
     vocab_size: int = 30000,
@@ -60,16 +78,13 @@ def train_report_tokenizer(
     limit_alphabet: int | None = None,
     show_progress: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Train a WordPiece vocabulary with the published pipeline (and `WordPieceTrainer`'s own defaults)."""
-    backend = Tokenizer(
-        WordPiece(unk_token=SPECIAL_TOKENS["unk_token"], continuing_subword_prefix="##", max_input_chars_per_word=100)
-    )
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.Lowercase(), normalizers.NFKD(), normalizers.StripAccents()]
-    )
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)]
-    )
+    """Train a WordPiece vocabulary with the published pipeline (and `WordPieceTrainer`'s own defaults).
+
+    `tokenizers` breaks ties between equally frequent merges in hash order, so two trainings on the same texts can
+    give different vocabularies (huggingface/tokenizers#1794): train once and reuse the saved tokenizer, or use
+    `vocabulary_tokenizer` where the words are known in advance.
+    """
+    backend = _report_backend(_wordpiece())
     options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = WordPieceTrainer(
         vocab_size=vocab_size,
@@ -83,4 +98,20 @@ def train_report_tokenizer(
     return _as_report_tokenizer(backend, max_length)
 
 
-__all__ = ["MAX_LENGTH", "SPECIAL_TOKENS", "load_published_tokenizer", "train_report_tokenizer"]
+def vocabulary_tokenizer(texts: Iterable[str], max_length: int = MAX_LENGTH) -> PreTrainedTokenizerFast:
+    """A report tokenizer whose vocabulary is every word of `texts`, whole, then each of their characters alone and
+    as a `##` continuation (so that other words still encode). Nothing is learned: the same texts always give the
+    same ids, unlike `train_report_tokenizer`."""
+    backend = _report_backend(_wordpiece())
+    words = set()
+    for text in texts:
+        normalized = backend.normalizer.normalize_str(text)
+        words.update(word for word, _ in backend.pre_tokenizer.pre_tokenize_str(normalized))
+    characters = sorted({character for word in words for character in word})
+    tokens = [*SPECIAL_TOKENS.values(), *sorted(words), *(c for c in characters if c not in words)]
+    tokens += [f"##{c}" for c in characters]
+    backend.model = _wordpiece({token: index for index, token in enumerate(tokens)})
+    return _as_report_tokenizer(backend, max_length)
+
+
+__all__ = ["MAX_LENGTH", "SPECIAL_TOKENS", "load_published_tokenizer", "train_report_tokenizer", "vocabulary_tokenizer"]

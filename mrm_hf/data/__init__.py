@@ -17,7 +17,7 @@ from .classification import (
     read_split_list,
 )
 from .collator import DataCollatorForMRM, token_lookups, whole_word_mask
-from .demo import DEMO_DESCRIPTION, make_demo_dataset_dict, make_demo_records
+from .demo import DEMO_DESCRIPTION, demo_report_texts, make_demo_dataset_dict, make_demo_records
 from .mimic import CHEXPERT_LABELS, RecordError, load_mimic_cxr, load_training_csv, write_resized_copy
 from .reports import REPORT_POLICIES, extract_sections, report_text
 
@@ -31,6 +31,7 @@ __all__ = [
     "RSNA_LABELS",
     "SplitListError",
     "VIRAL_LABELS",
+    "demo_report_texts",
     "label_names",
     "load_chexpert",
     "load_covid",

@@ -18,6 +18,7 @@ Conventions:
 """
 
 import io
+import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -457,6 +458,27 @@ def write_report(findings: list[Finding], rng: np.random.Generator) -> str:
     return f"FINDINGS: {' '.join(body)}\n\nIMPRESSION: {impression}"
 
 
+def demo_report_texts() -> list[str]:
+    """Every sentence a demo report can hold, each blank filled with every value it takes: the demo reports' whole
+    vocabulary, for `mrm_hf.tokenization_mrm.vocabulary_tokenizer`."""
+    templates = {
+        "nodule": OPACITY_SENTENCES,
+        "mass": OPACITY_SENTENCES,
+        "effusion": EFFUSION_SENTENCES,
+        "cardiomegaly": CARDIOMEGALY_SENTENCES,
+    }
+    texts = ["FINDINGS: IMPRESSION:", " ".join(f"{number}." for number in range(1, len(KINDS) + 1))]
+    for kind, sentences in templates.items():
+        for size, side, zone, sentence in itertools.product(SIZES[kind], SIDES, ZONES, sentences):
+            texts.append(_fill(sentence, Finding(kind, size, side, zone, (0.0, 0.0, 0.0, 0.0))))
+    items = "focal consolidation, pleural effusion, or pneumothorax"
+    texts += [sentence.format(items=items) for sentence in (*NEGATIVE_SENTENCES, CLEAR_LUNGS_SENTENCE)]
+    texts += [*NO_OPACITY_SENTENCES, *NORMAL_HEART_SENTENCES, *VIEW_SENTENCES, *BONE_SENTENCES, *NORMAL_IMPRESSIONS]
+    texts += [phrase for phrases in IMPRESSION_PHRASES.values() for phrase in phrases]
+    texts += list(BILATERAL_IMPRESSION_PHRASES.values())
+    return texts
+
+
 def sample_record(seed: int, index: int) -> tuple[Chest, list[Finding], str]:
     """Record `index` of the demo set with this seed: its anatomy, findings and report."""
     rng = np.random.default_rng([seed, index])
@@ -512,6 +534,7 @@ __all__ = [
     "ZONES",
     "Chest",
     "Finding",
+    "demo_report_texts",
     "draw_radiographs",
     "make_demo_dataset_dict",
     "make_demo_records",
