@@ -1,5 +1,7 @@
 """The README's demo: a few minutes of pre-training on the synthetic records, on CPU."""
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,3 +59,49 @@ def test_demo_pretraining_makes_the_report_branch_use_the_image_feature(tmp_path
     print("held-out report loss:", losses)
     # The report branch has learned to read the image feature: without it, held-out reports are predicted worse.
     assert losses["image"] < losses["zeroed"] - 0.01, losses
+
+
+# The demo's own model at a few steps: what the Quick start runs, shortened.
+TINY_DEMO = ["--demo_num_records", "64", "--demo_num_validation", "16", "--demo_image_size", "64", "--max_steps", "4",
+             "--per_device_train_batch_size", "16", "--effective_batch_size", "16", "--logging_steps", "1",
+             "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
+
+
+def test_seeded_demo_reproduces_its_losses_and_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    runs = []
+    for name in ("first", "second"):
+        output_dir = tmp_path / name
+        results = run_pretraining.main(
+            ["--args_file", str(EXAMPLES / "configs" / "demo.args"), *TINY_DEMO, "--output_dir", str(output_dir)]
+        )
+        state = (output_dir / "trainer_state.json").read_text()
+        losses = [{k: v for k, v in entry.items() if "loss" in k} for entry in json.loads(state)["log_history"]]
+        runs.append((results["eval_loss"], losses, load_file(output_dir / "model.safetensors"),
+                     AutoTokenizer.from_pretrained(output_dir).get_vocab()))  # fmt: skip
+    (loss_a, log_a, weights_a, vocab_a), (loss_b, log_b, weights_b, vocab_b) = runs
+    assert vocab_a == vocab_b
+    assert loss_a == loss_b and log_a == log_b and len(log_a) >= 5
+    assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_demo_vocabulary_holds_every_demo_word_whole_and_is_the_same_in_every_process():
+    import subprocess
+
+    from mrm_hf.data import demo_report_texts
+    from mrm_hf.data.demo import sample_record
+    from mrm_hf.tokenization_mrm import vocabulary_tokenizer
+
+    tokenizer = vocabulary_tokenizer(demo_report_texts())
+    for index in range(300):
+        report = sample_record(7, index)[2]
+        tokens = tokenizer.tokenize(report)
+        assert not [t for t in tokens if t.startswith("##") or t == "[UNK]"], report
+    # Python's string hashing differs from process to process: the ids must not depend on it.
+    code = "from mrm_hf.data import demo_report_texts; from mrm_hf.tokenization_mrm import vocabulary_tokenizer; " \
+           "print(sorted(vocabulary_tokenizer(demo_report_texts()).get_vocab().items(), key=lambda t: t[1]))"
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(EXAMPLES.parent))
+        printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        assert printed.strip() == str(sorted(tokenizer.get_vocab().items(), key=lambda t: t[1]))
