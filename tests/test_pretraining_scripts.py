@@ -289,8 +289,8 @@ LAUNCHERS = {
     "launcher, script, processes",
     [
         ("accelerate", "run_pretraining.py", 2),
-        ("accelerate", "run_pretraining_no_trainer.py", 2),
-        ("torchrun", "run_pretraining.py", 2),
+        # The README's own CPU commands (accelerate with the Accelerate loop, torchrun with Trainer) run as written in
+        # tests/test_docs.py.
         ("accelerate --cpu", "run_pretraining_no_trainer.py", 1),
     ],
 )

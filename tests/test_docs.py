@@ -1,0 +1,311 @@
+"""Every command and code snippet of the README, the model cards and the scripts' docstrings is run: here at tiny
+sizes, or by `.ci/run` (the Quick start, as written). Commands that need GPUs or credentialed data are parsed by the
+launcher and the script that would read them, so that no documented argument can go stale.
+
+A command added to a document fails `test_every_documented_command_is_run_or_checked` until it is covered here.
+"""
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO_ROOT
+from published_reference import PublishedMRM, published_classifier, randomize_
+
+
+README = REPO_ROOT / "README.md"
+EXAMPLES = REPO_ROOT / "examples"
+DOCSTRING_SOURCES = [*sorted(EXAMPLES.glob("*.py")), REPO_ROOT / "mrm_hf" / "convert.py"]
+sys.path.insert(0, str(EXAMPLES))
+
+
+def _join_lines(lines: list[str]) -> list[str]:
+    """Shell commands from lines: continuation lines joined, comments and blank lines dropped, spaces normalised."""
+    commands, current = [], ""
+    for line in lines:
+        text = line.strip()
+        if not text or (text.startswith("#") and not current):
+            continue
+        current += " " + text.removesuffix("\\")
+        if not text.endswith("\\"):
+            commands.append(shlex.join(shlex.split(current, comments=True)))
+            current = ""
+    return commands
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def documented_commands() -> dict[str, list[str]]:
+    """Each command of the README's bash blocks and the scripts' docstrings, with the documents that show it."""
+    found = {}
+    for block in code_blocks(README.read_text(), "bash"):
+        for command in _join_lines(block.splitlines()):
+            found.setdefault(command, []).append("README.md")
+    for path in DOCSTRING_SOURCES:
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        for command in _join_lines([line for line in docstring.splitlines() if line.startswith("    ")]):
+            found.setdefault(command, []).append(path.name)
+    return found
+
+
+def ci_commands() -> list[str]:
+    """The Quick start commands, which `.ci/run` reads from between their markers and runs as written."""
+    text = README.read_text()
+    blocks = [re.search(rf"<!-- {name} -->\n```bash\n(.*?)```\n<!-- /{name} -->", text, re.S) for name in
+              ("demo-command", "test-command")]  # fmt: skip
+    assert all(blocks), "README.md lost a Quick start marker"
+    return [command for block in blocks for command in _join_lines(block.group(1).splitlines())]
+
+
+# Commands that need what no test machine has: their arguments are checked, not run.
+NEEDS = {
+    "/data/mimic-cxr-jpg": "MIMIC-CXR-JPG (credentialed)",
+    "--dataset mimic": "MIMIC-CXR-JPG (credentialed)",
+    "/data/nih-chestxray14": "the full NIH ChestX-ray14",
+    "--num_processes 4": "4 GPUs",
+    "--nproc_per_node 4": "4 GPUs",
+    "accelerate_multi_node.yaml": "2 machines of 8 GPUs",
+    "accelerate_deepspeed_zero2.yaml": "8 GPUs and DeepSpeed",
+    "accelerate_fsdp.yaml": "8 GPUs",
+    "... --dataset": "the published downstream datasets",
+}
+
+
+def needs(command: str) -> str | None:
+    return next((what for marker, what in NEEDS.items() if marker in command), None)
+
+
+def test_every_documented_command_is_run_or_checked():
+    ci = set(ci_commands())
+    assert ci == set(_join_lines(["pip install . && python examples/run_pretraining.py --args_file examples/configs/demo.args",
+                                  'pip install -e ".[test]" && python -m pytest -q']))  # fmt: skip
+    ci_script = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "readme_command demo-command" in ci_script and "readme_command test-command" in ci_script
+    uncovered = [c for c in documented_commands() if c not in ci and needs(c) is None and runner(c) is None]
+    assert not uncovered, f"documented commands that no test runs or checks: {uncovered}"
+
+
+# ---- commands that run, at tiny sizes ----------------------------------------------------------------------------------
+
+# Appended to a documented pre-training command: the demo's records and model, smaller and for 2 steps.
+TINY_PRETRAINING = [
+    "--demo_num_records", "32", "--demo_num_validation", "8", "--demo_image_size", "64", "--max_steps", "2",
+    "--per_device_train_batch_size", "16", "--effective_batch_size", "16", "--num_figure_samples", "2",
+    "--config_overrides", "image_size=16,patch_size=4,reconstruction_size=32,hidden_size=32,num_hidden_layers=1,"
+    "num_attention_heads=2,intermediate_size=64,decoder_hidden_size=32,decoder_num_hidden_layers=1,"
+    "decoder_num_attention_heads=2,decoder_intermediate_size=64,report_hidden_size=32,report_num_hidden_layers=1,"
+    "report_num_attention_heads=2,report_intermediate_size=64",
+    "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--log_level", "info",
+]  # fmt: skip
+
+
+def fake_published_checkpoint(path: Path, kind: str, num_classes: int = 14) -> None:
+    """A tiny random checkpoint in a published layout, with the default head counts (as the converter assumes)."""
+    sizes = dict(img_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=12)
+    if kind == "classifier":
+        model = published_classifier(num_classes=num_classes, **sizes)
+    else:
+        model = PublishedMRM(**sizes, decoder_embed_dim=24, decoder_depth=1, decoder_num_heads=6, bert_vocab_size=60,
+                             bert_hidden_size=24, bert_layers=1, bert_heads=6, bert_intermediate_size=48,
+                             bert_max_position=12)  # fmt: skip
+    state_dict = randomize_(model, seed=0).state_dict()
+    if kind == "encoder":  # MAE's ImageNet encoder: the ViT alone
+        state_dict = {k: v for k, v in state_dict.items() if k.startswith(("cls_token", "pos_embed", "patch_embed.",
+                                                                            "blocks.", "norm."))}  # fmt: skip
+    torch.save({"model": state_dict}, path)
+
+
+def run_convert(tokens: list[str], cwd: Path) -> None:
+    from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMModel
+    from mrm_hf.convert import main
+
+    arguments = tokens[3:]
+    checkpoint = arguments[arguments.index("--checkpoint") + 1]
+    labels = arguments[arguments.index("--label-names") + 1].split(",") if "--label-names" in arguments else None
+    kind = "encoder" if checkpoint.startswith("mae") else "classifier" if "finetuned" in checkpoint else "pretraining"
+    fake_published_checkpoint(cwd / checkpoint, kind, len(labels or range(14)))
+    assert main(arguments) == 0
+    output_dir = cwd / arguments[arguments.index("--output-dir") + 1]
+    expected = {"encoder": MRMModel, "classifier": MRMForImageClassification, "pretraining": MRMForPreTraining}[kind]
+    model = expected.from_pretrained(output_dir)
+    if labels is not None:
+        assert [model.config.id2label[i] for i in range(len(labels))] == labels
+
+
+def run_script(tokens: list[str], cwd: Path) -> None:
+    """`python examples/<script>.py ...`, in this process, at tiny sizes, writing into cwd."""
+    import importlib
+
+    script = importlib.import_module(Path(tokens[1]).stem)
+    arguments = [str(REPO_ROOT / t) if (REPO_ROOT / t).is_file() else t for t in tokens[2:]]  # paths are the repo's
+    script.main([*arguments, *TINY_PRETRAINING, "--output_dir", str(cwd / "out")])
+    assert (cwd / "out" / "model.safetensors").is_file() and (cwd / "out" / "README.md").is_file()
+
+
+def run_launcher(tokens: list[str], cwd: Path) -> None:
+    """`accelerate launch` / `torchrun` as written, at tiny sizes, from the repository root as the README runs them."""
+    launchers = {"accelerate": [sys.executable, "-m", "accelerate.commands.launch"],
+                 "torchrun": [sys.executable, "-m", "torch.distributed.run"]}  # fmt: skip
+    start = 2 if tokens[0] == "accelerate" else 1
+    command = [*launchers[tokens[0]], *tokens[start:], *TINY_PRETRAINING, "--output_dir", str(cwd / "out")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    printed = result.stdout + result.stderr
+    assert result.returncode == 0, f"{shlex.join(tokens)}\n{printed[-4000:]}"
+    processes = int(next((tokens[i + 1] for i, t in enumerate(tokens) if t in ("--num_processes", "--nproc_per_node")), 1))
+    if any(t.endswith("run_pretraining_no_trainer.py") for t in tokens):
+        assert f"Num processes: {processes}" in printed, printed[-3000:]
+    else:  # the Trainer script says what it does, and where it wrote
+        assert "Pre-training MRM on the demo records for 6.0 epochs (total batch 16)" in printed, printed[-3000:]
+        assert f"Done: model, image processor, tokenizer, figure and model card in {cwd / 'out'}" in printed
+        # each process took 16 / processes records per step
+        assert processes == 1 or f"--per_device_train_batch_size 16 lowered to {16 // processes}" in printed
+    assert (cwd / "out" / "model.safetensors").is_file()
+    assert "| total batch | 16 |" in (cwd / "out" / "README.md").read_text()  # whatever the number of processes
+
+
+def runner(command: str):
+    """How a documented command runs at tiny sizes, or None."""
+    if needs(command) is not None:
+        return None
+    tokens = shlex.split(command)
+    if tokens[:3] == ["python", "-m", "mrm_hf.convert"]:
+        return run_convert
+    if tokens[0] == "python" and tokens[1].startswith("examples/run_pretraining"):
+        return run_script
+    if tokens[0] in ("accelerate", "torchrun") and "examples/configs/demo.args" in tokens:
+        return run_launcher
+    return None
+
+
+RUNNABLE = [c for c in documented_commands() if runner(c) is not None]
+
+
+def ids(commands: list[str]) -> list[str]:
+    return [re.sub(r"[^\w./=-]+", "_", command)[:90] for command in commands]
+
+
+@pytest.mark.parametrize("command", RUNNABLE, ids=ids(RUNNABLE))
+def test_documented_command_runs(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner(command)(shlex.split(command), tmp_path)
+
+
+# ---- commands that need GPUs or credentialed data: their arguments are parsed -------------------------------------
+
+
+def parse_script_arguments(script: str, arguments: list[str]) -> None:
+    """Parse as the script does; a CPU machine stands in for the GPUs (--use_cpu), without changing any argument."""
+    from transformers import HfArgumentParser
+
+    arguments = [a for a in arguments if a != "..."]
+    if "--bf16" in arguments:
+        arguments.append("--use_cpu")  # TrainingArguments refuses bf16 on a machine without a GPU
+    if script == "run_classification.py":
+        from mrm_hf.finetuning import parse_arguments
+
+        parse_arguments(arguments)
+        return
+    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    _, data_args, _ = parser.parse_args_into_dataclasses(arguments, args_file_flag="--args_file", look_for_args_file=False)
+    assert data_args.dataset in ("demo", "mimic", "training_csv", "disk")
+
+
+CHECKED = [c for c in documented_commands() if needs(c) is not None]
+
+
+@pytest.mark.parametrize("command", CHECKED, ids=ids(CHECKED))
+def test_documented_command_for_other_hardware_or_data_parses(command):
+    tokens = shlex.split(command)
+    if tokens[0] == "...":  # a variant of the fine-tuning command above it
+        tokens = ["python", "examples/run_classification.py", "--model_name_or_path", "mrm-base", *tokens[1:]]
+    if tokens[0] == "accelerate":
+        from accelerate.commands.launch import launch_command_parser
+
+        launched = launch_command_parser().parse_args(tokens[2:])
+        if launched.config_file is not None:
+            assert (REPO_ROOT / launched.config_file).is_file(), launched.config_file
+        script, arguments = launched.training_script, launched.training_script_args
+    elif tokens[0] == "torchrun":
+        from torch.distributed.run import get_args_parser
+
+        launched = get_args_parser().parse_args(tokens[1:])
+        script, arguments = launched.training_script, launched.training_script_args
+    else:
+        assert tokens[0] == "python", command
+        script, arguments = tokens[1], tokens[2:]
+    assert (REPO_ROOT / script).is_file(), script
+    parse_script_arguments(Path(script).name, arguments)
+
+
+# ---- Python snippets ----------------------------------------------------------------------------------------------
+
+
+def test_readme_python_snippets_run():
+    for block in code_blocks(README.read_text(), "python"):
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (our own documentation)
+
+
+def card_snippets(card: Path) -> list[str]:
+    return code_blocks(card.read_text(), "python")
+
+
+def test_pretraining_card_snippet_gives_encoder_features(tmp_path, monkeypatch):
+    import run_pretraining
+
+    output_dir = tmp_path / "mrm-tiny"
+    run_pretraining.main(["--args_file", str(EXAMPLES / "configs" / "demo.args"), *TINY_PRETRAINING, "--output_dir",
+                          str(output_dir)])  # fmt: skip
+    (snippet,) = card_snippets(output_dir / "README.md")
+    assert '"mrm-tiny"' in snippet  # the card names the model by its folder (or Hub id)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"images": [Image.new("L", (120, 90), 100), Image.new("RGB", (64, 64), (30, 60, 90))]}
+    exec(compile(snippet, "mrm_pretraining.md", "exec"), namespace)  # noqa: S102
+    assert namespace["features"].shape == (2, 32)
+
+
+@pytest.mark.parametrize("labels", [["COVID-19"], ["Atelectasis", "Effusion", "Edema"]])
+def test_classification_card_reads_right_and_its_snippet_returns_what_it_says(labels, tmp_path, monkeypatch):
+    from mrm_hf import MRMConfig, MRMForImageClassification
+    from mrm_hf.finetuning import image_processor_for
+    from mrm_hf.training import write_model_card
+
+    config = MRMConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, num_labels=len(labels), problem_type="multi_label_classification",
+                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})  # fmt: skip
+    folder = tmp_path / "mrm-classifier"
+    model = MRMForImageClassification(config)
+    model.save_pretrained(folder)
+    image_processor_for(model).save_pretrained(folder)
+    card = write_model_card(
+        folder, REPO_ROOT / "model_cards" / "mrm_classification.md", model_name=folder.name, repo_id=folder.name,
+        source_model="mrm-base", class_names=labels, multi_label=True, image_size=32, dataset_description="Tiny.",
+        hyperparameters={}, results_split="test", metrics={"mean AUC": 0.5}, pipeline_tag="image-classification",
+    )  # fmt: skip
+    text = card.read_text()
+    if len(labels) == 1:
+        assert "It predicts one finding, COVID-19, as a sigmoid score" in text and "top_k" not in text
+    else:
+        assert "It predicts 3 findings, each independently (sigmoid scores): Atelectasis, Effusion, Edema." in text
+        assert "top_k=3)  # all 3 classes, each with its sigmoid score" in text
+    assert "1 findings" not in text
+    (snippet,) = card_snippets(card)
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (80, 64), 90).save(tmp_path / "chest_xray.png")
+    namespace = {}
+    exec(compile(snippet.replace("classifier(", "scores = classifier(", 1), "mrm_classification.md", "exec"), namespace)  # noqa: S102
+    scores = namespace["scores"]
+    assert sorted(s["label"] for s in scores) == sorted(labels)
+    assert all(0 < s["score"] < 1 for s in scores)
