@@ -142,6 +142,10 @@ def _load_failure(path: Path, error: Exception) -> str:
         )
     if path.stat().st_size == 0:
         return "the file is empty"
+    with open(path, "rb") as file:
+        start = file.read(16)
+    if not start.startswith((b"PK\x03\x04", b"\x80")):  # neither torch.save's zip archive nor a pickle
+        return f"it is neither a torch.save archive nor a pickle (it starts with {start!r})"
     first = " ".join(text.split()).split(". ")[0].rstrip(".")
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 

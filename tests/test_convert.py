@@ -223,8 +223,12 @@ def test_converter_reports_unreadable_files_by_name_without_unsafe_advice(tmp_pa
         assert error.startswith(f"error: ") and str(tmp_path / name) in error, error
         assert "weights_only" not in error and "Traceback" not in error and len(error.strip().splitlines()) == 1, error
         assert not (tmp_path / "out").exists()
-    assert "the file is empty" in (lambda: (main(["--checkpoint", str(tmp_path / "empty.pth"), "--output-dir",
-                                                  str(tmp_path / "o")]), capsys.readouterr().err)[1])()
+    expected = {"notes.pth": "neither a torch.save archive nor a pickle (it starts with b'this is not a ch')",
+                "empty.pth": "the file is empty", "plain.pkl": "Unsupported operand",
+                "corrupt.safetensors": "is not a readable safetensors file"}  # fmt: skip
+    for name, text in expected.items():
+        assert main(["--checkpoint", str(tmp_path / name), "--output-dir", str(tmp_path / "out")]) == 2
+        assert text in capsys.readouterr().err, name
     # The legacy (pre-zip) torch.save format cannot be memory-mapped, but converts.
     torch.save(tiny_reference().state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     config = write_tiny_config(tmp_path / "tiny.json")
