@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     derive_schedule(training_args, training_args.world_size)
     logger.info(
-        "Pre-training MRM on the %s records for %s epochs (total batch %d) into %s",
-        data_args.dataset, training_args.num_train_epochs, training_args.per_device_train_batch_size
-        * training_args.world_size * training_args.gradient_accumulation_steps, training_args.output_dir,
+        "Pre-training MRM on the %s records for %s (total batch %d) into %s", data_args.dataset,
+        f"{training_args.max_steps} steps" if training_args.max_steps > 0 else f"{training_args.num_train_epochs:g} epochs",
+        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
+        training_args.output_dir,
     )  # fmt: skip
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
     records = load_records(data_args, training_args.seed)
