@@ -9,7 +9,6 @@ Mixed precision comes from `--bf16`/`--fp16` (or `accelerate launch --mixed_prec
 `--report_to`, and `--resume_from_checkpoint` takes a `step_N` folder or `last`.
 """
 
-import contextlib
 import logging
 import math
 import sys
@@ -30,6 +29,7 @@ from mrm_hf.pretraining import (
     DataArguments,
     ModelArguments,
     PretrainingArguments,
+    accumulate_gradients,
     derive_schedule,
     figure_samples,
     image_processor_for,
@@ -146,17 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_loader.set_epoch(epoch)
         batches = iter(accelerator.skip_first_batches(train_loader, skip_batches) if epoch == start_epoch else train_loader)
         while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
-            # Normalise the report loss over the labelled tokens of the whole accumulated batch on every process,
-            # as Trainer does; DDP averages gradients over processes, so the loss is scaled back up by their number.
-            count = accelerator.gather(sum((b["labels"] != -100).sum() for b in group).reshape(1)).sum()
-            step_loss = 0.0
-            for index, batch in enumerate(group):
-                # Gradients are exchanged between processes only after the group's last micro-batch.
-                with accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext():
-                    outputs = model(**batch, num_items_in_batch=count)
-                    accelerator.backward(outputs.loss * accelerator.num_processes)
-                window.add({"image_loss": outputs.image_loss, "report_loss": outputs.report_loss})
-                step_loss += float(outputs.loss.detach())  # this micro-batch's share of the step's loss
+            # Each loss normalised by its own count over the whole accumulated batch of every process: exact.
+            step_loss, parts = accumulate_gradients(model, group, accelerator)
+            for part in parts:
+                window.add(part)
             window.add({"loss": step_loss})
             learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
             optimizer.step()

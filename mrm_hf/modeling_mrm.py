@@ -36,7 +36,8 @@ from .configuration_mrm import MRMConfig
 class MRMModelOutput(ModelOutput):
     """Output of the image encoder.
 
-    last_hidden_state: (batch, 1 + visible patches, hidden) tokens after the final LayerNorm, cls first.
+    last_hidden_state: (batch, 1 + visible patches, hidden) tokens after the final LayerNorm, cls first (the
+        classifier's encoder has no final LayerNorm: its head reads the pooled output only).
     pooler_output: (batch, hidden) mean of the patch tokens (cls excluded) before the final LayerNorm, then LayerNorm:
         the pooling of the published fine-tuning (timm `global_pool="avg"` with `fc_norm`).
     mask: (batch, num_patches) 1 where a patch was masked, 0 where it was seen; None without masking.
@@ -466,7 +467,7 @@ class MRMModel(MRMPreTrainedModel):
 
     _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\."]
 
-    def __init__(self, config: MRMConfig, add_pooling_layer: bool = True):
+    def __init__(self, config: MRMConfig, add_pooling_layer: bool = True, add_final_layernorm: bool = True):
         super().__init__(config)
         self.embeddings = MRMEmbeddings(config)
         depth = config.num_hidden_layers
@@ -475,7 +476,10 @@ class MRMModel(MRMPreTrainedModel):
             MRMLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size, rate)
             for rate in rates
         )
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Without it (the classifier's encoder, as timm's avg-pool ViT with `fc_norm`), no parameter goes unused.
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if add_final_layernorm else nn.Identity()
+        )
         self.pooler = MRMPooler(config) if add_pooling_layer else None
         self.post_init()
 
@@ -513,9 +517,10 @@ class MRMModel(MRMPreTrainedModel):
 class MRMForPreTraining(MRMPreTrainedModel):
     """MRM pre-training: masked image modelling at high resolution plus image-conditioned masked report modelling."""
 
-    # The loss is normalised by Trainer's `num_items_in_batch` (the labelled report tokens of the whole accumulated
-    # batch), so Trainer must not divide it again by the accumulation steps.
-    accepts_loss_kwargs = True
+    # `loss` is this batch's own. Exact gradient accumulation normalises each loss by its own count over the whole
+    # accumulated batch (images for the image loss, labelled tokens for the report loss): a training loop's job,
+    # done by `mrm_hf.pretraining`; a plain Trainer divides this loss by the accumulation steps.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: MRMConfig):
         super().__init__(config)
@@ -578,7 +583,6 @@ class MRMForPreTraining(MRMPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MRMForPreTrainingOutput:
         r"""
@@ -589,9 +593,6 @@ class MRMForPreTraining(MRMPreTrainedModel):
         labels: (batch, length) ids to predict, -100 where nothing is predicted. -100 on every unmasked token gives
             the paper's masked-token loss; the full original ids give the published code's loss.
         noise: (batch, num_patches) masking noise; the patches with the smallest noise are kept.
-        num_items_in_batch: labelled tokens in the whole (accumulated) batch, passed by Trainer. The report loss is
-            then summed over this micro-batch and divided by it, and the image loss weighted by this micro-batch's
-            share of those tokens, so that gradient accumulation reproduces the full batch.
         """
         size = self.config.reconstruction_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
@@ -620,11 +621,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
         if labels is not None:
             summed, count = self.report_loss(report_logits, labels)
             report_loss = summed / count.clamp(min=1)
-            if num_items_in_batch is None:
-                loss = loss + self.config.report_loss_weight * report_loss
-            else:
-                total = torch.as_tensor(num_items_in_batch, device=summed.device, dtype=summed.dtype).clamp(min=1)
-                loss = loss * (count / total) + self.config.report_loss_weight * summed / total
+            loss = loss + self.config.report_loss_weight * report_loss
 
         return MRMForPreTrainingOutput(
             loss=loss,
@@ -644,12 +641,16 @@ class MRMForImageClassification(MRMPreTrainedModel):
 
     # The loss is a per-batch mean; Trainer divides it by the accumulation steps itself.
     accepts_loss_kwargs = False
-    _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\."]
+    # The logits come from the pooler's own LayerNorm (the published `fc_norm`), so the encoder's final LayerNorm,
+    # which pre-training checkpoints and older classifiers hold, has no use here: it is not built, and not loaded.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^image_decoder\.", r"^fusion\.", r"^report_branch\.", r"^image_encoder\.layernorm\."
+    ]
 
     def __init__(self, config: MRMConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.image_encoder = MRMModel(config, add_pooling_layer=True)
+        self.image_encoder = MRMModel(config, add_pooling_layer=True, add_final_layernorm=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
         # The published fine-tuning trains the position table that pre-training kept fixed.

@@ -397,8 +397,63 @@ class RunningMeans:
         return {k: (total / count).item() for k, total, count in zip(self.keys, sums, counts) if count > 0}
 
 
+def accumulation_counts(micro_batches: list[dict], gather, device) -> torch.Tensor:
+    """(images, labelled report tokens) in the micro-batches of one optimiser step, summed over every process.
+
+    `gather` is `Accelerator.gather`. These are the divisors of `accumulated_loss`.
+    """
+    images = torch.tensor(sum(len(batch["pixel_values"]) for batch in micro_batches), device=device)
+    tokens = sum(
+        ((batch["labels"] != -100).sum().to(device) for batch in micro_batches if batch.get("labels") is not None),
+        torch.tensor(0, device=device),
+    )
+    return gather(torch.stack([images, tokens])[None]).sum(dim=0)
+
+
+def accumulated_loss(outputs, batch: dict, counts: torch.Tensor, config: MRMConfig) -> torch.Tensor:
+    """This micro-batch's share of the loss of the whole accumulated batch, `counts` being `accumulation_counts`.
+
+    The image loss is a mean over samples (every sample has as many masked patches) and the report loss a mean over
+    labelled tokens; each is summed over this micro-batch and divided by its own count over the whole accumulated batch
+    of every process. The shares of all micro-batches (and processes) add up to the full batch's loss, whatever the
+    labelled tokens of each, so accumulation gives the full batch's gradients; DDP averages gradients over processes,
+    so each process backpropagates its share times the number of processes.
+    """
+    num_images, num_tokens = counts.to(outputs.image_loss.device).unbind()
+    loss = config.image_loss_weight * outputs.image_loss * len(batch["pixel_values"]) / num_images
+    if outputs.report_loss is not None:
+        labelled = (batch["labels"] != -100).sum()
+        loss = loss + config.report_loss_weight * outputs.report_loss * labelled / num_tokens.clamp(min=1)
+    return loss
+
+
+def accumulate_gradients(model, micro_batches: list[dict], accelerator) -> tuple[float, list[dict]]:
+    """Forward and backward over the micro-batches of one optimiser step, normalised as one batch (`accumulated_loss`).
+
+    Gradients are exchanged between processes only after the last micro-batch. Returns the step's loss (this
+    process's part times the number of processes: its mean over processes is the loss of the whole batch) and each
+    micro-batch's `image_loss` and `report_loss`.
+    """
+    counts = accumulation_counts(micro_batches, accelerator.gather, accelerator.device)
+    config = accelerator.unwrap_model(model).config
+    step_loss, parts = 0.0, []
+    for index, batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            outputs = model(**batch)
+            loss = accumulated_loss(outputs, batch, counts, config) * accelerator.num_processes
+            accelerator.backward(loss)
+        step_loss += float(loss.detach())
+        parts.append({"image_loss": outputs.image_loss.detach(), "report_loss": outputs.report_loss})
+    return step_loss, parts
+
+
 class MRMPreTrainer(Trainer):
-    """Trainer with the recipe's weight-decay exemptions and `image_loss`/`report_loss` in every log."""
+    """Trainer with exact gradient accumulation of both losses, the recipe's weight-decay exemptions and
+    `image_loss`/`report_loss` in every log."""
+
+    # `compute_loss` normalises over the whole accumulated batch itself (`accumulated_loss`).
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, decay_tokens: bool = False, model_card=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -409,8 +464,18 @@ class MRMPreTrainer(Trainer):
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model, self.decay_tokens)
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The micro-batches of one optimiser step, with their `accumulation_counts` as `num_items_in_batch`."""
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, accumulation_counts(batches, self.accelerator.gather, device) if batches else None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        outputs = model(**inputs)
+        if num_items_in_batch is None:  # evaluation: the batch's own loss
+            loss = outputs.loss
+        else:
+            loss = accumulated_loss(outputs, inputs, num_items_in_batch, self.model.config)
+            loss = loss * self.accelerator.num_processes
         self._components["train" if model.training else "eval"].add(outputs)
         return (loss, outputs) if return_outputs else loss
 
