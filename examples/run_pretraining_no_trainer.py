@@ -88,15 +88,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir, "step_")
     with accelerator.main_process_first():
-        records = load_records(data_args, args.seed)
-    tokenizer = load_tokenizer(
-        model_args,
-        list(records["train"]["report"]),
-        checkpoint,
-        output_dir,
-        accelerator.main_process_first,
-        accelerator.is_main_process,
-    )
+        records = load_records(data_args, args.seed, reports=not model_args.image_only)
+    tokenizer = None  # --image_only: no reports, no report branch
+    if not model_args.image_only:
+        tokenizer = load_tokenizer(
+            model_args,
+            list(records["train"]["report"]),
+            checkpoint,
+            output_dir,
+            accelerator.main_process_first,
+            accelerator.is_main_process,
+        )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
             if save_every and completed_steps % save_every == 0:
                 folder = output_dir / f"step_{completed_steps}"
                 accelerator.save_state(str(folder))
-                if accelerator.is_main_process:
+                if accelerator.is_main_process and tokenizer is not None:
                     tokenizer.save_pretrained(folder)  # a resumed run must reuse this vocabulary
         if eval_loader is not None and args.eval_strategy != "no":
             metrics = evaluate(model, eval_loader, accelerator)
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
-        tokenizer.save_pretrained(output_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
         image_processor.save_pretrained(output_dir)
         samples = figure_samples(records, unwrapped, image_processor, data_args.num_figure_samples)
         save_reconstruction_figure(unwrapped, samples, image_processor, output_dir / "reconstruction.png")

@@ -57,10 +57,13 @@ class MRMForPreTrainingOutput(ModelOutput):
     """Output of MRM pre-training.
 
     loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`).
-    image_loss: norm-pix MSE over the masked patches of the high-resolution image.
+    image_loss: norm-pix MSE over the masked patches of the high-resolution image (every sample has as many masked
+        patches, so it is also the mean over samples of their own).
     report_loss: cross entropy over the report positions whose label is not -100.
     image_logits: (batch, num_patches, reconstruction_patch_size**2 * channels) the reconstructed patches.
-    report_logits: (batch, report length, report vocab) the report branch's token scores.
+    report_logits: the report branch's token scores: (batch, report length, report vocab) without `labels`; with
+        them, (labelled positions, report vocab), the rows of `labels[labels != -100]` in order (the head, a
+        projection to the whole vocabulary, runs only where a label counts, as ModernBERT's sparse prediction).
     mask: (batch, num_patches) 1 where a patch was masked.
     ids_restore: (batch, num_patches) the permutation that puts the shuffled patches back in place.
     """
@@ -402,7 +405,9 @@ class MRMReportBranch(nn.Module):
         image_feature: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Token scores, (batch, length, vocab); only at the True `positions` (a (batch, length) mask) when given."""
         # Added after the embeddings' LayerNorm and dropout, at every position ([CLS] and [PAD] too), as published.
         hidden_states = self.embeddings(input_ids, token_type_ids) + image_feature[:, None, :]
         attention_mask = create_bidirectional_mask(
@@ -410,7 +415,7 @@ class MRMReportBranch(nn.Module):
         )
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)
-        return self.head(hidden_states)
+        return self.head(hidden_states if positions is None else hidden_states[positions])
 
 
 class MRMPreTrainedModel(PreTrainedModel):
@@ -526,8 +531,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
         super().__init__(config)
         self.image_encoder = MRMModel(config, add_pooling_layer=False)
         self.image_decoder = MRMImageDecoder(config)
-        self.fusion = MRMFusion(config)
-        self.report_branch = MRMReportBranch(config)
+        # Image-only pre-training (use_report_branch=False) has no report parameters, used or not.
+        self.fusion = MRMFusion(config) if config.use_report_branch else None
+        self.report_branch = MRMReportBranch(config) if config.use_report_branch else None
         self.post_init()
 
     def downsample(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -567,10 +573,13 @@ class MRMForPreTraining(MRMPreTrainedModel):
         return (per_patch * mask).sum() / mask.sum()
 
     def report_loss(self, report_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross entropy over the positions whose label is not -100, and how many positions that is."""
-        labels = labels.to(report_logits.device)
+        """Summed cross entropy over the positions whose label is not -100, and how many positions that is.
+
+        report_logits: (..., vocab) scores of the positions of `labels` (...).
+        """
+        labels = labels.to(report_logits.device).reshape(-1)
         summed = F.cross_entropy(
-            report_logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
+            report_logits.float().reshape(-1, report_logits.shape[-1]), labels, ignore_index=-100, reduction="sum"
         )
         return summed, (labels != -100).sum()
 
@@ -601,6 +610,11 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"{size}); got {tuple(pixel_values.shape)}. The model makes the {self.config.image_size} px encoder "
                 "input itself."
             )
+        if input_ids is not None and self.report_branch is None:
+            raise ValueError(
+                "This model pre-trains on images alone (use_report_branch=False): it takes no report; pass "
+                "pixel_values only."
+            )
         if labels is not None and input_ids is None:
             raise ValueError("`labels` are report token ids to predict: pass the masked report as `input_ids` too.")
         if labels is not None and labels.shape != input_ids.shape:
@@ -616,10 +630,13 @@ class MRMForPreTraining(MRMPreTrainedModel):
         loss = self.config.image_loss_weight * image_loss
 
         report_logits = report_loss = None
+        labelled = None if labels is None else labels.to(latent.device) != -100
         if input_ids is not None:
-            report_logits = self.report_branch(input_ids, self.fusion(latent), attention_mask, token_type_ids)
+            report_logits = self.report_branch(
+                input_ids, self.fusion(latent), attention_mask, token_type_ids, positions=labelled
+            )
         if labels is not None:
-            summed, count = self.report_loss(report_logits, labels)
+            summed, count = self.report_loss(report_logits, labels.to(latent.device)[labelled])
             report_loss = summed / count.clamp(min=1)
             loss = loss + self.config.report_loss_weight * report_loss
 

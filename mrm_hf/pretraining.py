@@ -61,6 +61,14 @@ class ModelArguments:
         },
     )
     tokenizer_vocab_size: int = field(default=30000, metadata={"help": "Vocabulary size when training a tokenizer."})
+    image_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Pre-train on images alone (MRM's image branch: MAE with high-resolution targets), e.g. for "
+            "unpaired images or the ablation against image-only MAE: no tokenizer, no report branch; the records "
+            "need only an `image` column."
+        },
+    )
 
 
 @dataclass
@@ -157,8 +165,9 @@ def derive_schedule(args, world_size: int) -> None:
     )  # fmt: skip
 
 
-def load_records(data_args: DataArguments, seed: int) -> DatasetDict:
-    """Image-report records with `image` and `report` columns: a train split, and a validation split when any."""
+def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> DatasetDict:
+    """Image-report records with `image` and `report` columns (only `image` without `reports`): a train split, and a
+    validation split when any."""
     kind = data_args.dataset
     if kind == "demo":
         records = DatasetDict(
@@ -199,9 +208,10 @@ def load_records(data_args: DataArguments, seed: int) -> DatasetDict:
     else:
         raise ValueError(f"--dataset must be one of {DATASETS}, got {kind!r}.")
 
-    missing = {"image", "report"} - set(records["train"].column_names)
+    required = {"image", "report"} if reports else {"image"}
+    missing = required - set(records["train"].column_names)
     if missing:
-        raise ValueError(f"The records need `image` and `report` columns; missing {sorted(missing)}.")
+        raise ValueError(f"The records need {sorted(required)} columns; missing {sorted(missing)}.")
     if "validation" not in records and data_args.validation_fraction > 0:
         split = records["train"].train_test_split(test_size=data_args.validation_fraction, seed=seed)
         records = DatasetDict(train=split["train"], validation=split["test"])
@@ -265,8 +275,21 @@ def load_tokenizer(
     return AutoTokenizer.from_pretrained(output_dir)
 
 
-def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> MRMForPreTraining:
-    """The model to pre-train: continued, or new (optionally with a converted encoder), sized to the tokenizer."""
+def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | None) -> MRMForPreTraining:
+    """The model to pre-train: continued, or new (optionally with a converted encoder), sized to the tokenizer.
+
+    Without a tokenizer (`--image_only`), the model has no report branch; a continued model's is dropped.
+    """
+    if tokenizer is None:
+        if model_args.model_name_or_path is not None:
+            return MRMForPreTraining.from_pretrained(model_args.model_name_or_path, use_report_branch=False)
+        config = MRMConfig(use_report_branch=False)
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+            config.validate()
+        if model_args.init_encoder_from is not None:
+            return MRMForPreTraining.from_pretrained(model_args.init_encoder_from, config=config)
+        return MRMForPreTraining(config)
     if model_args.model_name_or_path is not None:
         model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path)
     else:
@@ -308,6 +331,8 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
     )
     if "validation" in records:
         records["validation"].set_transform(PretrainingTransform(image_processor, size=size, train=False))
+    if tokenizer is None:  # --image_only
+        return records, collate_images
     collator = DataCollatorForMRM(
         tokenizer,
         mlm_probability=data_args.mlm_probability,
@@ -316,6 +341,11 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
         label_mode=data_args.label_mode,
     )
     return records, collator
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """The batch of image-only pre-training: the stacked `pixel_values`, nothing of the reports."""
+    return {"pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])}
 
 
 def figure_samples(records: DatasetDict, model, image_processor, count: int) -> torch.Tensor:
@@ -338,6 +368,8 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         f"{data_args.report_sections}.",
         "disk": "Image-report records from a local `datasets` folder.",
     }
+    if not config.use_report_branch:
+        descriptions = {k: v + " Images only: the reports were not used." for k, v in descriptions.items()}
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     base_model = model_args.init_encoder_from or model_args.model_name_or_path
     if base_model is not None and Path(base_model).exists():
@@ -354,8 +386,14 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         dataset_description=descriptions[data_args.dataset],
         hyperparameters={
             "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
-            "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
-            "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
+            **(
+                {
+                    "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
+                    "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
+                }
+                if config.use_report_branch
+                else {"report branch": "none: image-only pre-training (MAE with high-resolution targets), no reports"}
+            ),
             "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
             f"weight decay {training_args.weight_decay}",
             "learning rate": f"{training_args.learning_rate:.3g} "
@@ -460,6 +498,9 @@ class MRMPreTrainer(Trainer):
         self.decay_tokens = decay_tokens
         self.model_card = model_card  # called with the output folder to write README.md
         self._components = {split: RunningMeans(("image_loss", "report_loss")) for split in ("train", "eval")}
+        if not self.model.config.use_report_branch:
+            # Image-only batches have no `labels`, yet the image loss needs none: evaluate it all the same.
+            self.label_names, self.can_return_loss = [], True
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model, self.decay_tokens)

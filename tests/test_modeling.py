@@ -83,7 +83,7 @@ def test_pretraining_forward_at_published_sizes():
     input_ids = torch.randint(4, 30000, (1, 100))
     out = model(pixel_values, input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=input_ids)
     assert out.image_logits.shape == (1, 196, 3072)
-    assert out.report_logits.shape == (1, 100, 30000)
+    assert out.report_logits.shape == (100, 30000)  # with labels: one row per labelled position
     assert out.mask.shape == (1, 196) and out.mask.sum() == 147
     assert torch.isfinite(out.loss) and torch.allclose(out.loss, out.image_loss + out.report_loss)
     # An untrained report head is close to uniform over 30000 tokens.
@@ -145,13 +145,17 @@ def test_report_loss_counts_exactly_the_labelled_positions():
     batch, original_ids = tiny_batch(model.config)
     noise = torch.rand(2, model.config.num_patches)
     out = model(**batch, noise=noise)
+    unlabelled = model(**{k: v for k, v in batch.items() if k != "labels"}, noise=noise)
     labelled = batch["labels"] != -100
-    expected = F.cross_entropy(out.report_logits[labelled], batch["labels"][labelled])
+    # With labels, the head scores the labelled positions only: the rows of labels[labels != -100].
+    assert out.report_logits.shape == (int(labelled.sum()), model.config.report_vocab_size)
+    torch.testing.assert_close(out.report_logits, unlabelled.report_logits[labelled])
+    expected = F.cross_entropy(unlabelled.report_logits[labelled], batch["labels"][labelled])
     torch.testing.assert_close(out.report_loss, expected)
 
     # The published code's labels: every original id, [CLS] and [PAD] included, averaged over all positions.
     published = model(**{**batch, "labels": original_ids}, noise=noise)
-    expected = F.cross_entropy(published.report_logits.flatten(0, 1), original_ids.flatten())
+    expected = F.cross_entropy(unlabelled.report_logits.flatten(0, 1), original_ids.flatten())
     torch.testing.assert_close(published.report_loss, expected)
 
 
@@ -179,7 +183,7 @@ def test_fusion_feeds_the_image_into_the_report_branch():
     encoder = model.image_encoder(model.downsample(batch["pixel_values"]), noise=noise)
     feature = model.fusion.projection(encoder.last_hidden_state[:, 1:].mean(1))
     logits = model.report_branch(batch["input_ids"], feature, batch["attention_mask"])
-    torch.testing.assert_close(logits, out.report_logits)
+    torch.testing.assert_close(logits[batch["labels"] != -100], out.report_logits)
 
 
 @pytest.mark.parametrize("model_class", [MRMModel, MRMForPreTraining])
