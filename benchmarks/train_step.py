@@ -102,8 +102,8 @@ def main(argv=None) -> int:
 
     print(
         f"MRM ViT-B/16 pre-training step (forward + backward), batch {args.batch_size}, "
-        f"{config.reconstruction_size} px -> {config.image_size}, {config.report_max_position_embeddings} tokens, fp32, "
-        f"CPU x {torch.get_num_threads()} threads, torch {torch.__version__}; median of {args.steps} steps"
+        f"{config.reconstruction_size} px -> {config.image_size}, {config.report_max_position_embeddings} tokens, "
+        f"fp32, CPU x {torch.get_num_threads()} threads, torch {torch.__version__}; median of {args.steps} steps"
     )
     medians = {name: [statistics.median(v[i] for v in values) for i in (0, 1)] for name, values in times.items()}
     wall_ref, cpu_ref = medians["published (every position)"]

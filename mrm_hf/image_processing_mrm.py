@@ -315,9 +315,9 @@ def _refuse_convert_rgb(value) -> None:
     """`do_convert_rgb` has nothing to switch here: every image becomes grayscale luminance on 3 channels."""
     if value is not None:
         raise ValueError(
-            "MRMImageProcessor always reads an image as grayscale luminance and repeats it on 3 channels (the published "
-            "Grayscale(3)), so colour never reaches the model and `do_convert_rgb` cannot change what it does; leave "
-            f"it unset. Found do_convert_rgb={value!r}."
+            "MRMImageProcessor always reads an image as grayscale luminance and repeats it on 3 channels (the "
+            "published Grayscale(3)), so colour never reaches the model and `do_convert_rgb` cannot change what it "
+            f"does; leave it unset. Found do_convert_rgb={value!r}."
         )
 
 

@@ -280,20 +280,14 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | 
 
     Without a tokenizer (`--image_only`), the model has no report branch; a continued model's is dropped.
     """
-    if tokenizer is None:
-        if model_args.model_name_or_path is not None:
-            return MRMForPreTraining.from_pretrained(model_args.model_name_or_path, use_report_branch=False)
-        config = MRMConfig(use_report_branch=False)
-        if model_args.config_overrides:
-            config.update_from_string(model_args.config_overrides)
-            config.validate()
-        if model_args.init_encoder_from is not None:
-            return MRMForPreTraining.from_pretrained(model_args.init_encoder_from, config=config)
-        return MRMForPreTraining(config)
+    image_only = {"use_report_branch": False} if tokenizer is None else {}
     if model_args.model_name_or_path is not None:
-        model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path)
+        model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path, **image_only)
     else:
-        config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        if image_only:
+            config = MRMConfig(**image_only)
+        else:
+            config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         if model_args.config_overrides:
             config.update_from_string(model_args.config_overrides)
             config.validate()
@@ -302,6 +296,8 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | 
         else:
             model = MRMForPreTraining(config)
     config = model.config
+    if image_only:
+        return model
     if len(tokenizer) > config.report_vocab_size:
         raise ValueError(
             f"The tokenizer has {len(tokenizer)} tokens but the model's report vocabulary only {config.report_vocab_size}."
@@ -355,6 +351,9 @@ def figure_samples(records: DatasetDict, model, image_processor, count: int) -> 
     return torch.stack([split[i]["pixel_values"] for i in range(min(count, len(split)))])
 
 
+IMAGE_ONLY_CARD_TEXT = "none: image-only pre-training (MAE with high-resolution targets), no reports"
+
+
 def model_card_fields(model, model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
     """What `model_cards/mrm_pretraining.md` needs besides the results."""
     config = model.config
@@ -370,6 +369,10 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
     }
     if not config.use_report_branch:
         descriptions = {k: v + " Images only: the reports were not used." for k, v in descriptions.items()}
+    report_fields = {
+        "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
+        "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
+    }
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     base_model = model_args.init_encoder_from or model_args.model_name_or_path
     if base_model is not None and Path(base_model).exists():
@@ -386,14 +389,7 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         dataset_description=descriptions[data_args.dataset],
         hyperparameters={
             "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
-            **(
-                {
-                    "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
-                    "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
-                }
-                if config.use_report_branch
-                else {"report branch": "none: image-only pre-training (MAE with high-resolution targets), no reports"}
-            ),
+            **(report_fields if config.use_report_branch else {"report branch": IMAGE_ONLY_CARD_TEXT}),
             "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
             f"weight decay {training_args.weight_decay}",
             "learning rate": f"{training_args.learning_rate:.3g} "

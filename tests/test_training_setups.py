@@ -57,7 +57,8 @@ def test_image_only_pretraining_runs_saves_reloads_and_fine_tunes(script, tmp_pa
 
 
 def test_random_initialisation_baseline_fine_tunes_from_a_config(tmp_path):
-    overrides = "image_size=32,patch_size=8,hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64"
+    overrides = "image_size=32,patch_size=8,hidden_size=32,num_hidden_layers=2,num_attention_heads=4," \
+        "intermediate_size=64"
     results = run_classification.main(
         ["--model_type", "mrm", "--config_overrides", overrides,
          *fine_tuning_args(tmp_path / "out", shared_path("data", "nih14"))]
@@ -66,11 +67,11 @@ def test_random_initialisation_baseline_fine_tunes_from_a_config(tmp_path):
     model = MRMForImageClassification.from_pretrained(tmp_path / "out")
     assert (model.config.hidden_size, model.config.num_labels) == (32, 14)
     assert "random initialisation" in (tmp_path / "out" / "README.md").read_text()
+    data = ["--dataset", "imagefolder", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)]
     with pytest.raises(ValueError, match="--model_name_or_path .* or --model_type mrm"):
-        run_classification.main(["--dataset", "imagefolder", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)])
+        run_classification.main(data)
     with pytest.raises(ValueError, match="--config_overrides shape a new model"):
-        run_classification.main(["--model_name_or_path", str(tmp_path / "out"), "--config_overrides", overrides,
-                                 "--dataset", "imagefolder", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)])
+        run_classification.main(["--model_name_or_path", str(tmp_path / "out"), "--config_overrides", overrides, *data])
 
 
 def test_csv_with_metadata_columns_says_to_pass_label_columns(tmp_path):
