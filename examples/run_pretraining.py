@@ -71,15 +71,17 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.output_dir,
     )  # fmt: skip
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
-    records = load_records(data_args, training_args.seed)
-    tokenizer = load_tokenizer(
-        model_args,
-        list(records["train"]["report"]),
-        checkpoint,
-        training_args.output_dir,
-        lambda: training_args.main_process_first(local=False, desc="report tokenizer"),
-        training_args.process_index == 0,
-    )
+    records = load_records(data_args, training_args.seed, reports=not model_args.image_only)
+    tokenizer = None  # --image_only: no reports, no report branch
+    if not model_args.image_only:
+        tokenizer = load_tokenizer(
+            model_args,
+            list(records["train"]["report"]),
+            checkpoint,
+            training_args.output_dir,
+            lambda: training_args.main_process_first(local=False, desc="report tokenizer"),
+            training_args.process_index == 0,
+        )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)

@@ -12,7 +12,6 @@ Mixed precision comes from `--bf16`/`--fp16` (or `accelerate launch --mixed_prec
 `--report_to`, and `--resume_from_checkpoint` takes a `step_N` folder or `last`.
 """
 
-import contextlib
 import logging
 import math
 import sys
@@ -33,6 +32,7 @@ from mrm_hf.pretraining import (
     DataArguments,
     ModelArguments,
     PretrainingArguments,
+    accumulate_gradients,
     derive_schedule,
     figure_samples,
     image_processor_for,
@@ -92,15 +92,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir, "step_")
     with accelerator.main_process_first():
-        records = load_records(data_args, args.seed)
-    tokenizer = load_tokenizer(
-        model_args,
-        list(records["train"]["report"]),
-        checkpoint,
-        output_dir,
-        accelerator.main_process_first,
-        accelerator.is_main_process,
-    )
+        records = load_records(data_args, args.seed, reports=not model_args.image_only)
+    tokenizer = None  # --image_only: no reports, no report branch
+    if not model_args.image_only:
+        tokenizer = load_tokenizer(
+            model_args,
+            list(records["train"]["report"]),
+            checkpoint,
+            output_dir,
+            accelerator.main_process_first,
+            accelerator.is_main_process,
+        )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)
@@ -150,17 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_loader.set_epoch(epoch)
         batches = iter(accelerator.skip_first_batches(train_loader, skip_batches) if epoch == start_epoch else train_loader)
         while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
-            # Normalise the report loss over the labelled tokens of the whole accumulated batch on every process,
-            # as Trainer does; DDP averages gradients over processes, so the loss is scaled back up by their number.
-            count = accelerator.gather(sum((b["labels"] != -100).sum() for b in group).reshape(1)).sum()
-            step_loss = 0.0
-            for index, batch in enumerate(group):
-                # Gradients are exchanged between processes only after the group's last micro-batch.
-                with accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext():
-                    outputs = model(**batch, num_items_in_batch=count)
-                    accelerator.backward(outputs.loss * accelerator.num_processes)
-                window.add({"image_loss": outputs.image_loss, "report_loss": outputs.report_loss})
-                step_loss += float(outputs.loss.detach())  # this micro-batch's share of the step's loss
+            # Each loss normalised by its own count over the whole accumulated batch of every process: exact.
+            step_loss, parts = accumulate_gradients(model, group, accelerator)
+            for part in parts:
+                window.add(part)
             window.add({"loss": step_loss})
             learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
             optimizer.step()
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             if save_every and completed_steps % save_every == 0:
                 folder = output_dir / f"step_{completed_steps}"
                 accelerator.save_state(str(folder))
-                if accelerator.is_main_process:
+                if accelerator.is_main_process and tokenizer is not None:
                     tokenizer.save_pretrained(folder)  # a resumed run must reuse this vocabulary
         if eval_loader is not None and args.eval_strategy != "no":
             metrics = evaluate(model, eval_loader, accelerator)
@@ -190,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
-        tokenizer.save_pretrained(output_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
         image_processor.save_pretrained(output_dir)
         samples = figure_samples(records, unwrapped, image_processor, data_args.num_figure_samples)
         save_reconstruction_figure(unwrapped, samples, image_processor, output_dir / "reconstruction.png")

@@ -42,6 +42,8 @@ class MRMConfig(PreTrainedConfig):
         norm_pix_loss: normalise each target patch by its own mean and (unbiased) variance.
 
     Report branch (pre-training only; a BERT masked-language model):
+        use_report_branch: build the report branch and the fusion; False pre-trains on images alone (the image
+            branch: MAE with high-resolution targets), with no report parameters at all.
         report_vocab_size: size of the report vocabulary.
         report_hidden_size: width of the report encoder.
         report_num_hidden_layers: report encoder layers.
@@ -86,6 +88,7 @@ class MRMConfig(PreTrainedConfig):
     downsample_antialias: bool = False
     norm_pix_loss: bool = True
 
+    use_report_branch: bool = True
     report_vocab_size: int = 30000
     report_hidden_size: int = 384
     report_num_hidden_layers: int = 6

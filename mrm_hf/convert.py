@@ -343,8 +343,6 @@ def _optional_keys(kind: str) -> set[str]:
     """Keys a published checkpoint of `kind` lacks by design; they keep their fresh initialisation."""
     if kind == "encoder":  # the MAE encoder has no fine-tuning `fc_norm`
         return {"pooler.layernorm.weight", "pooler.layernorm.bias"}
-    if kind == "classifier":  # timm's avg-pool classifier replaces the final norm by `fc_norm`
-        return {"image_encoder.layernorm.weight", "image_encoder.layernorm.bias"}
     return set()
 
 

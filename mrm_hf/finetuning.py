@@ -95,12 +95,28 @@ def recipe(name: str, label_fraction: int) -> dict:
 class ModelArguments:
     """Which MRM checkpoint to fine-tune, and how."""
 
-    model_name_or_path: str = field(
+    model_name_or_path: str | None = field(
+        default=None,
         metadata={
             "help": "An MRM checkpoint (folder or Hub id): a converted published model (python -m mrm_hf.convert), "
             "the output of run_pretraining.py, an encoder or a classifier. Only the pooling LayerNorm and the head "
-            "are new when it has no classifier, or one with another number of classes."
-        }
+            "are new when it has no classifier, or one with another number of classes. Omit it, and pass "
+            "--model_type mrm, for the random-initialisation baseline."
+        },
+    )
+    model_type: Literal["mrm"] | None = field(
+        default=None,
+        metadata={
+            "help": "Train a randomly initialised MRM from scratch (the baseline of label-efficiency tables): the "
+            "published ViT-B/16 config, or --config_name's, changed by --config_overrides."
+        },
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "With --model_type: a config (folder or config.json) to build the model from."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "With --model_type: config changes, e.g. 'hidden_size=192,num_hidden_layers=4'."},
     )
     drop_path_rate: float | None = field(
         default=None,
@@ -120,6 +136,13 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        if (self.model_name_or_path is None) == (self.model_type is None):
+            raise ValueError("Pass --model_name_or_path (fine-tune a checkpoint) or --model_type mrm (train a random "
+                             f"initialisation from scratch), one of them; found --model_name_or_path "
+                             f"{self.model_name_or_path} and --model_type {self.model_type}.")
+        if self.model_name_or_path is not None and (self.config_name or self.config_overrides):
+            raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm); a checkpoint "
+                             f"given by --model_name_or_path ({self.model_name_or_path}) keeps its own config.")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"--layer_decay must be in (0, 1]; found {self.layer_decay}.")
         if self.layer_decay is not None and self.linear_probe:
@@ -339,8 +362,32 @@ class ClassificationCollator:
 
 
 def load_model(model_args: ModelArguments, class_names: list[str], problem_type: str) -> MRMForImageClassification:
-    """The classifier for these classes from any MRM checkpoint; a head of another size is replaced, and said so."""
+    """The classifier for these classes from any MRM checkpoint; a head of another size is replaced, and said so.
+
+    Without a checkpoint (`--model_type mrm`), a randomly initialised classifier of the published (or the given)
+    config: the baseline that shows what pre-training adds.
+    """
     path = model_args.model_name_or_path
+    labels = dict(
+        num_labels=len(class_names),
+        id2label=dict(enumerate(class_names)),
+        label2id={name: i for i, name in enumerate(class_names)},
+        problem_type=problem_type,
+        drop_path_rate=model_args.drop_path_rate,
+    )
+    if path is None:
+        config = AutoConfig.from_pretrained(model_args.config_name) if model_args.config_name else MRMConfig()
+        if not isinstance(config, MRMConfig):
+            raise ValueError(f"--config_name {model_args.config_name} is a {config.model_type!r} config, not 'mrm'.")
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+        config.update(labels)
+        config.validate()
+        logger.warning("Training a randomly initialised MRM classifier from scratch (no pre-training).")
+        model = MRMForImageClassification(config)
+        if model_args.linear_probe:
+            freeze_for_linear_probe(model)
+        return model
     config = AutoConfig.from_pretrained(path)
     if not isinstance(config, MRMConfig):
         raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {path}; found model_type "
@@ -357,15 +404,7 @@ def load_model(model_args: ModelArguments, class_names: list[str], problem_type:
     elif has_head and old_names != class_names:
         logger.warning("%s was trained for the classes %s; its head outputs are kept, in order, for %s.", path,
                        old_names, class_names)
-    model = MRMForImageClassification.from_pretrained(
-        path,
-        num_labels=len(class_names),
-        id2label=dict(enumerate(class_names)),
-        label2id={name: i for i, name in enumerate(class_names)},
-        problem_type=problem_type,
-        drop_path_rate=model_args.drop_path_rate,
-        ignore_mismatched_sizes=mismatched,
-    )
+    model = MRMForImageClassification.from_pretrained(path, ignore_mismatched_sizes=mismatched, **labels)
     if model_args.linear_probe:
         freeze_for_linear_probe(model)
     return model
@@ -515,7 +554,7 @@ def model_card_fields(
     config = model.config
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     base_model = model_args.model_name_or_path
-    if Path(base_model).exists():
+    if base_model is None or Path(base_model).exists():
         base_model = None  # only Hub ids are metadata
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset in ("nih", "chexpert", "rsna") and data_args.split_dir is not None:
@@ -538,7 +577,7 @@ def model_card_fields(
         tags=["image-classification", data_args.dataset],
         pipeline_tag="image-classification",
         base_model=base_model,
-        source_model=model_args.model_name_or_path,
+        source_model=model_args.model_name_or_path or "a random initialisation (no pre-training: the baseline)",
         dataset_description=f"{description}: {num_train_images} training images.",
         class_names=list(config.id2label[i] for i in sorted(config.id2label)),
         multi_label=config.problem_type == MULTI_LABEL,

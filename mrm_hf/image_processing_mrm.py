@@ -311,6 +311,16 @@ class MRMImageProcessorKwargs(ImagesKwargs, total=False):
     mode: str | None
 
 
+def _refuse_convert_rgb(value) -> None:
+    """`do_convert_rgb` has nothing to switch here: every image becomes grayscale luminance on 3 channels."""
+    if value is not None:
+        raise ValueError(
+            "MRMImageProcessor always reads an image as grayscale luminance and repeats it on 3 channels (the "
+            "published Grayscale(3)), so colour never reaches the model and `do_convert_rgb` cannot change what it "
+            f"does; leave it unset. Found do_convert_rgb={value!r}."
+        )
+
+
 class MRMImageProcessor(PilBackend):
     """Chest radiographs (any bit depth, colour mode, or DICOM) to normalised 3-channel `pixel_values`."""
 
@@ -332,6 +342,7 @@ class MRMImageProcessor(PilBackend):
     image_std = [MRM_STD] * 3
 
     def __init__(self, mode: str = "evaluation", **kwargs: Unpack[MRMImageProcessorKwargs]):
+        _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
         for key, value in _check_mode(mode).items():
             if kwargs.get(key) is None:
                 kwargs[key] = value
@@ -339,6 +350,7 @@ class MRMImageProcessor(PilBackend):
 
     def preprocess(self, images, **kwargs: Unpack[MRMImageProcessorKwargs]) -> BatchFeature:
         """Preprocess an image or a batch of images; `mode` switches to that mode's published defaults."""
+        _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
         mode = kwargs.get("mode")
         if mode is not None and mode != self.mode:
             for key, value in _check_mode(mode).items():

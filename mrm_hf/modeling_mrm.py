@@ -36,7 +36,8 @@ from .configuration_mrm import MRMConfig
 class MRMModelOutput(ModelOutput):
     """Output of the image encoder.
 
-    last_hidden_state: (batch, 1 + visible patches, hidden) tokens after the final LayerNorm, cls first.
+    last_hidden_state: (batch, 1 + visible patches, hidden) tokens after the final LayerNorm, cls first (the
+        classifier's encoder has no final LayerNorm: its head reads the pooled output only).
     pooler_output: (batch, hidden) mean of the patch tokens (cls excluded) before the final LayerNorm, then LayerNorm:
         the pooling of the published fine-tuning (timm `global_pool="avg"` with `fc_norm`).
     mask: (batch, num_patches) 1 where a patch was masked, 0 where it was seen; None without masking.
@@ -56,10 +57,13 @@ class MRMForPreTrainingOutput(ModelOutput):
     """Output of MRM pre-training.
 
     loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`).
-    image_loss: norm-pix MSE over the masked patches of the high-resolution image.
+    image_loss: norm-pix MSE over the masked patches of the high-resolution image (every sample has as many masked
+        patches, so it is also the mean over samples of their own).
     report_loss: cross entropy over the report positions whose label is not -100.
     image_logits: (batch, num_patches, reconstruction_patch_size**2 * channels) the reconstructed patches.
-    report_logits: (batch, report length, report vocab) the report branch's token scores.
+    report_logits: the report branch's token scores: (batch, report length, report vocab) without `labels`; with
+        them, (labelled positions, report vocab), the rows of `labels[labels != -100]` in order (the head, a
+        projection to the whole vocabulary, runs only where a label counts, as ModernBERT's sparse prediction).
     mask: (batch, num_patches) 1 where a patch was masked.
     ids_restore: (batch, num_patches) the permutation that puts the shuffled patches back in place.
     """
@@ -401,7 +405,9 @@ class MRMReportBranch(nn.Module):
         image_feature: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Token scores, (batch, length, vocab); only at the True `positions` (a (batch, length) mask) when given."""
         # Added after the embeddings' LayerNorm and dropout, at every position ([CLS] and [PAD] too), as published.
         hidden_states = self.embeddings(input_ids, token_type_ids) + image_feature[:, None, :]
         attention_mask = create_bidirectional_mask(
@@ -409,7 +415,7 @@ class MRMReportBranch(nn.Module):
         )
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)
-        return self.head(hidden_states)
+        return self.head(hidden_states if positions is None else hidden_states[positions])
 
 
 class MRMPreTrainedModel(PreTrainedModel):
@@ -466,7 +472,7 @@ class MRMModel(MRMPreTrainedModel):
 
     _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\."]
 
-    def __init__(self, config: MRMConfig, add_pooling_layer: bool = True):
+    def __init__(self, config: MRMConfig, add_pooling_layer: bool = True, add_final_layernorm: bool = True):
         super().__init__(config)
         self.embeddings = MRMEmbeddings(config)
         depth = config.num_hidden_layers
@@ -475,7 +481,10 @@ class MRMModel(MRMPreTrainedModel):
             MRMLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size, rate)
             for rate in rates
         )
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Without it (the classifier's encoder, as timm's avg-pool ViT with `fc_norm`), no parameter goes unused.
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if add_final_layernorm else nn.Identity()
+        )
         self.pooler = MRMPooler(config) if add_pooling_layer else None
         self.post_init()
 
@@ -513,16 +522,18 @@ class MRMModel(MRMPreTrainedModel):
 class MRMForPreTraining(MRMPreTrainedModel):
     """MRM pre-training: masked image modelling at high resolution plus image-conditioned masked report modelling."""
 
-    # The loss is normalised by Trainer's `num_items_in_batch` (the labelled report tokens of the whole accumulated
-    # batch), so Trainer must not divide it again by the accumulation steps.
-    accepts_loss_kwargs = True
+    # `loss` is this batch's own. Exact gradient accumulation normalises each loss by its own count over the whole
+    # accumulated batch (images for the image loss, labelled tokens for the report loss): a training loop's job,
+    # done by `mrm_hf.pretraining`; a plain Trainer divides this loss by the accumulation steps.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: MRMConfig):
         super().__init__(config)
         self.image_encoder = MRMModel(config, add_pooling_layer=False)
         self.image_decoder = MRMImageDecoder(config)
-        self.fusion = MRMFusion(config)
-        self.report_branch = MRMReportBranch(config)
+        # Image-only pre-training (use_report_branch=False) has no report parameters, used or not.
+        self.fusion = MRMFusion(config) if config.use_report_branch else None
+        self.report_branch = MRMReportBranch(config) if config.use_report_branch else None
         self.post_init()
 
     def downsample(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -562,10 +573,13 @@ class MRMForPreTraining(MRMPreTrainedModel):
         return (per_patch * mask).sum() / mask.sum()
 
     def report_loss(self, report_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross entropy over the positions whose label is not -100, and how many positions that is."""
-        labels = labels.to(report_logits.device)
+        """Summed cross entropy over the positions whose label is not -100, and how many positions that is.
+
+        report_logits: (..., vocab) scores of the positions of `labels` (...).
+        """
+        labels = labels.to(report_logits.device).reshape(-1)
         summed = F.cross_entropy(
-            report_logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
+            report_logits.float().reshape(-1, report_logits.shape[-1]), labels, ignore_index=-100, reduction="sum"
         )
         return summed, (labels != -100).sum()
 
@@ -578,7 +592,6 @@ class MRMForPreTraining(MRMPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MRMForPreTrainingOutput:
         r"""
@@ -589,9 +602,6 @@ class MRMForPreTraining(MRMPreTrainedModel):
         labels: (batch, length) ids to predict, -100 where nothing is predicted. -100 on every unmasked token gives
             the paper's masked-token loss; the full original ids give the published code's loss.
         noise: (batch, num_patches) masking noise; the patches with the smallest noise are kept.
-        num_items_in_batch: labelled tokens in the whole (accumulated) batch, passed by Trainer. The report loss is
-            then summed over this micro-batch and divided by it, and the image loss weighted by this micro-batch's
-            share of those tokens, so that gradient accumulation reproduces the full batch.
         """
         size = self.config.reconstruction_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
@@ -599,6 +609,11 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"MRMForPreTraining expects the high-resolution view, (batch, {self.config.num_channels}, {size}, "
                 f"{size}); got {tuple(pixel_values.shape)}. The model makes the {self.config.image_size} px encoder "
                 "input itself."
+            )
+        if input_ids is not None and self.report_branch is None:
+            raise ValueError(
+                "This model pre-trains on images alone (use_report_branch=False): it takes no report; pass "
+                "pixel_values only."
             )
         if labels is not None and input_ids is None:
             raise ValueError("`labels` are report token ids to predict: pass the masked report as `input_ids` too.")
@@ -615,16 +630,15 @@ class MRMForPreTraining(MRMPreTrainedModel):
         loss = self.config.image_loss_weight * image_loss
 
         report_logits = report_loss = None
+        labelled = None if labels is None else labels.to(latent.device) != -100
         if input_ids is not None:
-            report_logits = self.report_branch(input_ids, self.fusion(latent), attention_mask, token_type_ids)
+            report_logits = self.report_branch(
+                input_ids, self.fusion(latent), attention_mask, token_type_ids, positions=labelled
+            )
         if labels is not None:
-            summed, count = self.report_loss(report_logits, labels)
+            summed, count = self.report_loss(report_logits, labels.to(latent.device)[labelled])
             report_loss = summed / count.clamp(min=1)
-            if num_items_in_batch is None:
-                loss = loss + self.config.report_loss_weight * report_loss
-            else:
-                total = torch.as_tensor(num_items_in_batch, device=summed.device, dtype=summed.dtype).clamp(min=1)
-                loss = loss * (count / total) + self.config.report_loss_weight * summed / total
+            loss = loss + self.config.report_loss_weight * report_loss
 
         return MRMForPreTrainingOutput(
             loss=loss,
@@ -644,12 +658,16 @@ class MRMForImageClassification(MRMPreTrainedModel):
 
     # The loss is a per-batch mean; Trainer divides it by the accumulation steps itself.
     accepts_loss_kwargs = False
-    _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\."]
+    # The logits come from the pooler's own LayerNorm (the published `fc_norm`), so the encoder's final LayerNorm,
+    # which pre-training checkpoints and older classifiers hold, has no use here: it is not built, and not loaded.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^image_decoder\.", r"^fusion\.", r"^report_branch\.", r"^image_encoder\.layernorm\."
+    ]
 
     def __init__(self, config: MRMConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.image_encoder = MRMModel(config, add_pooling_layer=True)
+        self.image_encoder = MRMModel(config, add_pooling_layer=True, add_final_layernorm=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
         # The published fine-tuning trains the position table that pre-training kept fixed.

@@ -62,6 +62,14 @@ class ModelArguments:
         },
     )
     tokenizer_vocab_size: int = field(default=30000, metadata={"help": "Vocabulary size when training a tokenizer."})
+    image_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Pre-train on images alone (MRM's image branch: MAE with high-resolution targets), e.g. for "
+            "unpaired images or the ablation against image-only MAE: no tokenizer, no report branch; the records "
+            "need only an `image` column."
+        },
+    )
 
 
 @dataclass
@@ -174,8 +182,9 @@ def derive_schedule(args, world_size: int) -> None:
     )  # fmt: skip
 
 
-def load_records(data_args: DataArguments, seed: int) -> DatasetDict:
-    """Image-report records with `image` and `report` columns: a train split, and a validation split when any."""
+def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> DatasetDict:
+    """Image-report records with `image` and `report` columns (only `image` without `reports`): a train split, and a
+    validation split when any."""
     kind = data_args.dataset
     if kind == "demo":
         records = DatasetDict(
@@ -216,9 +225,10 @@ def load_records(data_args: DataArguments, seed: int) -> DatasetDict:
     else:
         raise ValueError(f"--dataset must be one of {DATASETS}, got {kind!r}.")
 
-    missing = {"image", "report"} - set(records["train"].column_names)
+    required = {"image", "report"} if reports else {"image"}
+    missing = required - set(records["train"].column_names)
     if missing:
-        raise ValueError(f"The records need `image` and `report` columns; missing {sorted(missing)}.")
+        raise ValueError(f"The records need {sorted(required)} columns; missing {sorted(missing)}.")
     if "validation" not in records and data_args.validation_fraction > 0:
         split = records["train"].train_test_split(test_size=data_args.validation_fraction, seed=seed)
         records = DatasetDict(train=split["train"], validation=split["test"])
@@ -284,12 +294,19 @@ def load_tokenizer(
     return AutoTokenizer.from_pretrained(output_dir)
 
 
-def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> MRMForPreTraining:
-    """The model to pre-train: continued, or new (optionally with a converted encoder), sized to the tokenizer."""
+def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | None) -> MRMForPreTraining:
+    """The model to pre-train: continued, or new (optionally with a converted encoder), sized to the tokenizer.
+
+    Without a tokenizer (`--image_only`), the model has no report branch; a continued model's is dropped.
+    """
+    image_only = {"use_report_branch": False} if tokenizer is None else {}
     if model_args.model_name_or_path is not None:
-        model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path)
+        model = MRMForPreTraining.from_pretrained(model_args.model_name_or_path, **image_only)
     else:
-        config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        if image_only:
+            config = MRMConfig(**image_only)
+        else:
+            config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         if model_args.config_overrides:
             config.update_from_string(model_args.config_overrides)
             config.validate()
@@ -298,6 +315,8 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -
         else:
             model = MRMForPreTraining(config)
     config = model.config
+    if image_only:
+        return model
     if len(tokenizer) > config.report_vocab_size:
         raise ValueError(
             f"The tokenizer has {len(tokenizer)} tokens but the model's report vocabulary only {config.report_vocab_size}."
@@ -329,6 +348,8 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
     )
     if "validation" in records:
         records["validation"].set_transform(PretrainingTransform(image_processor, size=size, train=False))
+    if tokenizer is None:  # --image_only
+        return records, collate_images
     collator = DataCollatorForMRM(
         tokenizer,
         mlm_probability=data_args.mlm_probability,
@@ -339,11 +360,19 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
     return records, collator
 
 
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """The batch of image-only pre-training: the stacked `pixel_values`, nothing of the reports."""
+    return {"pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])}
+
+
 def figure_samples(records: DatasetDict, model, image_processor, count: int) -> torch.Tensor:
     """The first `count` held-out records (else training records), whole and unaugmented, as pixel values."""
     split = records["validation"] if "validation" in records else records["train"]
     split = split.with_transform(PretrainingTransform(image_processor, size=model.config.reconstruction_size, train=False))
     return torch.stack([split[i]["pixel_values"] for i in range(min(count, len(split)))])
+
+
+IMAGE_ONLY_CARD_TEXT = "none: image-only pre-training (MAE with high-resolution targets), no reports"
 
 
 def model_card_fields(model, model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
@@ -358,6 +387,12 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         "training_csv": f"Image-report pairs listed in a published-format training.csv, report text: "
         f"{data_args.report_sections}.",
         "disk": "Image-report records from a local `datasets` folder.",
+    }
+    if not config.use_report_branch:
+        descriptions = {k: v + " Images only: the reports were not used." for k, v in descriptions.items()}
+    report_fields = {
+        "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
+        "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
     }
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     base_model = model_args.init_encoder_from or model_args.model_name_or_path
@@ -375,8 +410,7 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         dataset_description=descriptions[data_args.dataset],
         hyperparameters={
             "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
-            "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
-            "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
+            **(report_fields if config.use_report_branch else {"report branch": IMAGE_ONLY_CARD_TEXT}),
             "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
             f"weight decay {training_args.weight_decay}",
             "learning rate": f"{training_args.learning_rate:.3g} "
@@ -418,20 +452,88 @@ class RunningMeans:
         return {k: (total / count).item() for k, total, count in zip(self.keys, sums, counts) if count > 0}
 
 
+def accumulation_counts(micro_batches: list[dict], gather, device) -> torch.Tensor:
+    """(images, labelled report tokens) in the micro-batches of one optimiser step, summed over every process.
+
+    `gather` is `Accelerator.gather`. These are the divisors of `accumulated_loss`.
+    """
+    images = torch.tensor(sum(len(batch["pixel_values"]) for batch in micro_batches), device=device)
+    tokens = sum(
+        ((batch["labels"] != -100).sum().to(device) for batch in micro_batches if batch.get("labels") is not None),
+        torch.tensor(0, device=device),
+    )
+    return gather(torch.stack([images, tokens])[None]).sum(dim=0)
+
+
+def accumulated_loss(outputs, batch: dict, counts: torch.Tensor, config: MRMConfig) -> torch.Tensor:
+    """This micro-batch's share of the loss of the whole accumulated batch, `counts` being `accumulation_counts`.
+
+    The image loss is a mean over samples (every sample has as many masked patches) and the report loss a mean over
+    labelled tokens; each is summed over this micro-batch and divided by its own count over the whole accumulated batch
+    of every process. The shares of all micro-batches (and processes) add up to the full batch's loss, whatever the
+    labelled tokens of each, so accumulation gives the full batch's gradients; DDP averages gradients over processes,
+    so each process backpropagates its share times the number of processes.
+    """
+    num_images, num_tokens = counts.to(outputs.image_loss.device).unbind()
+    loss = config.image_loss_weight * outputs.image_loss * len(batch["pixel_values"]) / num_images
+    if outputs.report_loss is not None:
+        labelled = (batch["labels"] != -100).sum()
+        loss = loss + config.report_loss_weight * outputs.report_loss * labelled / num_tokens.clamp(min=1)
+    return loss
+
+
+def accumulate_gradients(model, micro_batches: list[dict], accelerator) -> tuple[float, list[dict]]:
+    """Forward and backward over the micro-batches of one optimiser step, normalised as one batch (`accumulated_loss`).
+
+    Gradients are exchanged between processes only after the last micro-batch. Returns the step's loss (this
+    process's part times the number of processes: its mean over processes is the loss of the whole batch) and each
+    micro-batch's `image_loss` and `report_loss`.
+    """
+    counts = accumulation_counts(micro_batches, accelerator.gather, accelerator.device)
+    config = accelerator.unwrap_model(model).config
+    step_loss, parts = 0.0, []
+    for index, batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            outputs = model(**batch)
+            loss = accumulated_loss(outputs, batch, counts, config) * accelerator.num_processes
+            accelerator.backward(loss)
+        step_loss += float(loss.detach())
+        parts.append({"image_loss": outputs.image_loss.detach(), "report_loss": outputs.report_loss})
+    return step_loss, parts
+
+
 class MRMPreTrainer(Trainer):
-    """Trainer with the recipe's weight-decay exemptions and `image_loss`/`report_loss` in every log."""
+    """Trainer with exact gradient accumulation of both losses, the recipe's weight-decay exemptions and
+    `image_loss`/`report_loss` in every log."""
+
+    # `compute_loss` normalises over the whole accumulated batch itself (`accumulated_loss`).
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, decay_tokens: bool = False, model_card=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.decay_tokens = decay_tokens
         self.model_card = model_card  # called with the output folder to write README.md
         self._components = {split: RunningMeans(("image_loss", "report_loss")) for split in ("train", "eval")}
+        if not self.model.config.use_report_branch:
+            # Image-only batches have no `labels`, yet the image loss needs none: evaluate it all the same.
+            self.label_names, self.can_return_loss = [], True
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model, self.decay_tokens)
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The micro-batches of one optimiser step, with their `accumulation_counts` as `num_items_in_batch`."""
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, accumulation_counts(batches, self.accelerator.gather, device) if batches else None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        outputs = model(**inputs)
+        if num_items_in_batch is None:  # evaluation: the batch's own loss
+            loss = outputs.loss
+        else:
+            loss = accumulated_loss(outputs, inputs, num_items_in_batch, self.model.config)
+            loss = loss * self.accelerator.num_processes
         self._components["train" if model.training else "eval"].add(outputs)
         return (loss, outputs) if return_outputs else loss
 

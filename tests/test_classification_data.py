@@ -439,8 +439,11 @@ def test_load_csv_label_column_errors_say_what_was_expected_and_found(shared):
         load_csv(path, label_columns=["Atelectasis", "Pneumonia ", "Lung Opacity"])
     with pytest.raises(ValueError, match=r"Expected 13 label columns \(num_labels\); found 14"):
         load_csv(path, label_columns=NIH_LABELS, num_labels=13)
-    with pytest.raises(SplitListError, match=r"None of the 725 lines .*finding_labels_dataentry_v2020 is 'No Finding'"):
-        load_csv(path)  # every column but the image one, text columns included
+    # Every column but the image one, metadata included: the error names them and says how to pick the labels.
+    with pytest.raises(ValueError, match=r"finding_labels_dataentry_v2020 \('No Finding' on line 2\).*view \('PA'") as error:
+        load_csv(path)
+    assert "--label_columns Atelectasis,Cardiomegaly," in str(error.value)
+    assert "age" in str(error.value) and "sex" in str(error.value)
 
 
 def test_load_csv_missing_images_and_bad_labels_are_reported(tmp_path):

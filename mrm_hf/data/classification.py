@@ -529,6 +529,28 @@ def load_covid(
 # ---- any CSV ---------------------------------------------------------------------------------------------------------
 
 
+def _check_default_label_columns(path: Path, image_column: str, columns: list[str]) -> None:
+    """With no label columns named, every column but the image one is a 0/1 label: name those that are not, and
+    say how to pick the label columns (a metadata column is likelier than a typo)."""
+    not_binary = {}
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        for row in reader:
+            for column in columns:
+                if column not in not_binary and _binary(row[column] or "") is None:
+                    not_binary[column] = (reader.line_num, row[column])
+    if not not_binary:
+        return
+    binary = [c for c in columns if c not in not_binary]
+    found = ", ".join(f"{c} ({value!r} on line {line})" for c, (line, value) in not_binary.items())
+    fix = f"e.g. --label_columns {','.join(binary)}" if binary else "no column of this CSV holds only 0/1"
+    raise ValueError(
+        f"{path}: with no label columns named, every column but {image_column!r} is read as a 0/1 label, but "
+        f"{len(not_binary)} hold other values: {found}. Name the label columns with --label_columns "
+        f"(run_classification.py) or label_columns=[...] (load_csv): {fix}."
+    )
+
+
 def _read_label_csv(
     path: Path,
     image_column: str,
@@ -542,6 +564,8 @@ def _read_label_csv(
     _require_columns(path, [image_column], header)
     columns = label_columns if label_columns is not None else [c for c in header if c != image_column]
     _require_columns(path, columns, header)
+    if label_columns is None and problem_type == "multi_label_classification":
+        _check_default_label_columns(path, image_column, columns)
     if problem_type == "single_label_classification" and len(columns) != 1:
         raise ValueError(f"Single-label classification needs one integer class column; found {len(columns)} label "
                          f"columns {columns} in {path}. Pass `label_columns=[<the class column>]`.")

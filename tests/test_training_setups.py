@@ -1,0 +1,93 @@
+"""Image-only pre-training, the random-initialisation fine-tuning baseline, and two input errors that say the fix."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT, shared_path
+from test_pretraining_scripts import SCRIPTS, TINY
+
+from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
+from mrm_hf.data import NIH_LABELS
+
+
+sys.path.insert(0, str(REPO_ROOT / "examples"))
+import run_classification  # noqa: E402
+
+
+def fine_tuning_args(output_dir, data):
+    val = str(data / "nih14_64px_val.csv")
+    return [
+        "--dataset", "csv", "--train_csv", val, "--validation_csv", val, "--label_columns", ",".join(NIH_LABELS),
+        "--output_dir", str(output_dir), "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+        "--save_strategy", "steps", "--save_steps", "2", "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "64", "--learning_rate", "0.05", "--use_cpu", "--disable_tqdm", "true",
+        "--report_to", "none",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_image_only_pretraining_runs_saves_reloads_and_fine_tunes(script, tmp_path):
+    output_dir = tmp_path / "run"
+    SCRIPTS[script].main([*TINY, "--image_only", "--max_steps", "2", "--save_strategy", "no",
+                          "--output_dir", str(output_dir)])  # fmt: skip
+    # No tokenizer, no report parameters, a card that says so.
+    assert not (output_dir / "tokenizer.json").exists() and not (output_dir / "tokenizer_config.json").exists()
+    assert json.loads((output_dir / "config.json").read_text())["use_report_branch"] is False
+    model = MRMForPreTraining.from_pretrained(output_dir)
+    assert model.report_branch is None and model.fusion is None
+    assert not any(name.startswith(("report_branch.", "fusion.")) for name in model.state_dict())
+    card = (output_dir / "README.md").read_text()
+    assert "image-only pre-training" in card and "Images only: the reports were not used." in card
+    with pytest.raises(ValueError, match="pre-trains on images alone"):
+        model(torch.randn(1, 3, 32, 32), input_ids=torch.ones(1, 4, dtype=torch.long))
+
+    results = run_classification.main(
+        ["--model_name_or_path", str(output_dir), *fine_tuning_args(tmp_path / "fine", shared_path("data", "nih14"))]
+    )
+    assert "eval_mean_auc" in results
+    classifier = MRMForImageClassification.from_pretrained(tmp_path / "fine")
+    encoder = model.image_encoder.state_dict()
+    # The fine-tuning started from the image-only encoder: its first block moved only by two small steps.
+    start = encoder["layers.0.mlp.fc1.weight"]
+    moved = classifier.image_encoder.state_dict()["layers.0.mlp.fc1.weight"] - start
+    assert moved.abs().max() < 0.5 * start.abs().max()
+
+
+def test_random_initialisation_baseline_fine_tunes_from_a_config(tmp_path):
+    overrides = "image_size=32,patch_size=8,hidden_size=32,num_hidden_layers=2,num_attention_heads=4," \
+        "intermediate_size=64"
+    results = run_classification.main(
+        ["--model_type", "mrm", "--config_overrides", overrides,
+         *fine_tuning_args(tmp_path / "out", shared_path("data", "nih14"))]
+    )  # fmt: skip
+    assert "eval_mean_auc" in results
+    model = MRMForImageClassification.from_pretrained(tmp_path / "out")
+    assert (model.config.hidden_size, model.config.num_labels) == (32, 14)
+    assert "random initialisation" in (tmp_path / "out" / "README.md").read_text()
+    data = ["--dataset", "imagefolder", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="--model_name_or_path .* or --model_type mrm"):
+        run_classification.main(data)
+    with pytest.raises(ValueError, match="--config_overrides shape a new model"):
+        run_classification.main(["--model_name_or_path", str(tmp_path / "out"), "--config_overrides", overrides, *data])
+
+
+def test_csv_with_metadata_columns_says_to_pass_label_columns(tmp_path):
+    data = shared_path("data", "nih14")
+    argv = ["--model_type", "mrm", "--dataset", "csv", "--train_csv", str(data / "nih14_64px_val.csv"),
+            "--output_dir", str(tmp_path)]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--label_columns Atelectasis,Cardiomegaly,.*Hernia") as error:
+        run_classification.main(argv)
+    assert "finding_labels_dataentry_v2020 ('No Finding'" in str(error.value) and "view ('" in str(error.value)
+
+
+def test_do_convert_rgb_is_refused_not_ignored():
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    for value in (True, False):
+        with pytest.raises(ValueError, match=f"do_convert_rgb={value}"):
+            MRMImageProcessor(do_convert_rgb=value)
+        with pytest.raises(ValueError, match="grayscale luminance"):
+            MRMImageProcessor()(image, do_convert_rgb=value)
+    assert MRMImageProcessor()(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 224, 224)
