@@ -250,6 +250,14 @@ class MRMImageProcessingTest(ImageProcessingTestMixin, unittest.TestCase):
         rgb = image_processor([image[..., :3] for image in images], return_tensors="pt").pixel_values
         torch.testing.assert_close(pixel_values, rgb)
 
+    def test_image_processor_from_dict_with_kwargs_has_attributes(self):
+        # The common test's sample keyword is `do_convert_rgb`, which cannot change what MRM's processor does (every
+        # image becomes grayscale on 3 channels) and which it refuses (issue #12 item 6). The same check, on keywords
+        # MRM's processor takes:
+        for kwargs in ({"do_center_crop": False}, {"do_normalize": False, "resample": 3}, {"mode": "pretraining"}):
+            image_processor = MRMImageProcessor.from_dict(self.image_processor_dict, **kwargs)
+            self._assert_has_attributes(image_processor, kwargs)
+
     def test_pil_can_run_without_torchvision(self):
         # The common test (marked slow there) loads the saved processor with AutoImageProcessor in a Python where
         # torchvision cannot be imported. MRM's processor is remote code, so here it also runs without mrm_hf and with
