@@ -86,3 +86,24 @@ def test_flash_attention_2_is_refused_only_for_the_missing_package():
 
     with pytest.raises(ValueError, match="does not support Flash Attention 2"):
         WithoutFlashAttention(tiny_config(attn_implementation="flash_attention_2"))
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and is_flash_attn_2_available()), reason="needs a CUDA GPU and the flash-attn package"
+)
+def test_flash_attention_2_matches_sdpa_on_gpu():
+    # Head widths of the tiny config are 8, which FlashAttention supports; bf16 as FlashAttention needs half precision.
+    torch.manual_seed(0)
+    sdpa = MRMForPreTraining(tiny_config(attn_implementation="sdpa")).eval()
+    flash = MRMForPreTraining(tiny_config(attn_implementation="flash_attention_2")).eval()
+    flash.load_state_dict(sdpa.state_dict())
+    sdpa.to("cuda", torch.bfloat16)
+    flash.to("cuda", torch.bfloat16)
+    batch, _ = tiny_batch(sdpa.config)  # the padded report goes through FlashAttention's unpadding
+    batch = {key: value.to("cuda") for key, value in batch.items()}
+    batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
+    noise = torch.rand(2, sdpa.config.num_patches, generator=torch.Generator().manual_seed(1)).to("cuda")
+    with torch.no_grad():
+        expected, got = sdpa(**batch, noise=noise), flash(**batch, noise=noise)
+    for name in ("image_logits", "report_logits"):
+        torch.testing.assert_close(got[name].float(), expected[name].float(), rtol=2e-2, atol=2e-2, msg=_named(name))
