@@ -23,8 +23,9 @@ Skips (pytest -rs lists them with the mixins' own reasons):
     equivalence test also reads images from the Hub; `test_new_models_require_torchvision_backend` (see its reason).
 - Upstream conditions that skip for ViT too: no `_valid_processor_keys`/signature filter on `preprocess`, and
   SizeDict/tuple (not dict/list) processor attributes.
-`test_training_gradient_checkpointing*` fail for MRMForImageClassification until the classifier stops holding the
-encoder's unused final LayerNorm (issue #12 item 1): they are left to run.
+`test_training_gradient_checkpointing*` fail for MRMForImageClassification while the classifier holds the encoder's
+final LayerNorm, which gets no gradient (issue #12 item 1). They are left to run: with that fix (branch i12) merged,
+they pass.
 """
 
 import pickle
@@ -151,7 +152,6 @@ class MRMModelTester:
         return config, inputs
 
 
-
 class MRMModelTesterMixin(ModelTesterMixin):
     """ModelTesterMixin as it runs for an in-tree model: MRM's classes sit in transformers' auto mappings."""
 
@@ -174,13 +174,13 @@ class MRMModelTesterMixin(ModelTesterMixin):
             cls.enterClassContext(mock.patch.dict(mapping, {"mrm": name}))
 
     def test_model_get_set_embeddings(self):
-        # As ViT's test: the input embedding is the patch embedding (a Conv2d, not the nn.Embedding the common test
-        # expects), and no model has an output embedding but the report branch's untied head.
+        # As ViT's test: the input embedding is the patch embedding, a Conv2d, not the nn.Embedding the common test
+        # expects; an output embedding, where there is one, is a Linear.
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
         for model_class in self.all_model_classes:
             model = model_class(config)
-            self.assertIs(model.get_input_embeddings(), model.image_encoder.embeddings.patch_embeddings
-                          if model_class is not MRMModel else model.embeddings.patch_embeddings)
+            encoder = model if model_class is MRMModel else model.image_encoder
+            self.assertIs(model.get_input_embeddings(), encoder.embeddings.patch_embeddings)
             output_embeddings = model.get_output_embeddings()
             self.assertTrue(output_embeddings is None or isinstance(output_embeddings, nn.Linear))
 
