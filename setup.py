@@ -33,6 +33,8 @@ setup(
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
+            # transformers' common model tests (vendored in tests/transformers_common) are parameterized with it.
+            "parameterized",
             "timm>=1.0",
             "torchvision",
             "scikit-learn",

@@ -24,8 +24,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.models.vit.modeling_vit import eager_attention_forward
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
@@ -198,6 +198,29 @@ class MRMEmbeddings(nn.Module):
         return torch.cat([cls_token, embeddings], dim=1), mask, ids_restore
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention in plain PyTorch, (batch, heads, length, head_dim) in, (batch, length, heads, head_dim) out.
+
+    `attention_mask` is additive, (batch, 1, queries, keys): 0 where a key is seen, a large negative number where not.
+    """
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask[:, :, :, : key.shape[-2]]
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
 class MRMAttention(nn.Module):
     """Multi-head self-attention with one fused query-key-value projection, dispatched to eager, SDPA or others."""
 
@@ -214,7 +237,10 @@ class MRMAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, length, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
@@ -267,7 +293,12 @@ class MRMLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.drop_path_rate = drop_path_rate
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
         attn_output, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
         hidden_states = hidden_states + drop_path(self.dropout(attn_output), self.drop_path_rate, self.training)
         mlp_output = self.mlp(self.layernorm_after(hidden_states))
@@ -369,7 +400,12 @@ class MRMReportLayer(GradientCheckpointingLayer):
         self.output_layernorm = nn.LayerNorm(width, eps=config.report_layer_norm_eps)
         self.dropout = nn.Dropout(config.report_hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
         attn_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
         hidden_states = self.attention_layernorm(hidden_states + self.dropout(attn_output))
         return self.output_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
@@ -426,8 +462,13 @@ class MRMPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["MRMEmbeddings", "MRMLayer", "MRMReportLayer"]
+    # Every attention goes through `ALL_ATTENTION_FUNCTIONS` with (batch, heads, length, head_dim) inputs and a mask
+    # made by `create_bidirectional_mask`, as ViT's and BERT's do, so each kernel they support serves MRM too.
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
     _supports_attention_backend = True
+    _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": MRMLayer, "attentions": MRMAttention}
 
     def _init_weights(self, module: nn.Module):
@@ -498,7 +539,7 @@ class MRMModel(MRMPreTrainedModel):
         mask_ratio: float | None = None,
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MRMModelOutput:
         r"""
         pixel_values: (batch, channels, image_size, image_size) normalised images.
@@ -592,7 +633,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MRMForPreTrainingOutput:
         r"""
         pixel_values: (batch, channels, reconstruction_size, reconstruction_size), the high-resolution view; the
@@ -713,7 +754,7 @@ class MRMForImageClassification(MRMPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         r"""
         labels: (batch,) class ids for single-label, (batch, num_labels) 0/1 targets for multi-label (BCE with

@@ -1,0 +1,2 @@
+# The vendored files hold mixins, not tests of their own: pytest collects them only through tests/test_transformers_common.py.
+collect_ignore_glob = ["tests/*", "utils/*"]
