@@ -133,12 +133,37 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     feature_pyramid_rescales: list[float | int] | tuple[float | int, ...] | None = (4, 2, 1, 0.5)
 
     def __post_init__(self, **kwargs):
-        self.stage_names = [f"stage{block + 1}" for block in range(max(self.num_hidden_layers, 0))]
+        kwargs.pop("stage_names", None)  # saved by older configs; they follow num_hidden_layers
         out_indices, out_features = kwargs.pop("out_indices", None), kwargs.pop("out_features", None)
-        if out_indices is None and out_features is None:
-            out_indices = published_out_indices(self.num_hidden_layers)
-        self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
+        if out_indices is not None or out_features is not None:
+            self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
         super().__post_init__(**kwargs)
+
+    # The backbone's stages and default outputs follow the depth, so that a config resized after construction
+    # (`update_from_string("num_hidden_layers=4")`) stays valid; explicit out_features/out_indices are kept as given.
+    @property
+    def stage_names(self) -> list[str]:
+        return [f"stage{block + 1}" for block in range(max(self.num_hidden_layers, 0))]
+
+    @property
+    def out_indices(self) -> list[int]:
+        if self._out_indices is None and self._out_features is None:
+            return published_out_indices(self.num_hidden_layers)
+        return self._out_indices
+
+    @out_indices.setter
+    def out_indices(self, out_indices):
+        self.set_output_features_output_indices(out_features=None, out_indices=list(out_indices))
+
+    @property
+    def out_features(self) -> list[str]:
+        if self._out_indices is None and self._out_features is None:
+            return [self.stage_names[index] for index in self.out_indices]
+        return self._out_features
+
+    @out_features.setter
+    def out_features(self, out_features):
+        self.set_output_features_output_indices(out_features=list(out_features), out_indices=None)
 
     @property
     def num_patches(self) -> int:

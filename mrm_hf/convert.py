@@ -238,9 +238,7 @@ def config_from_state_dict(
     """An MRMConfig whose sizes are read off a published state dict; head counts and the rest come from `base`."""
     base = base if base is not None else MRMConfig()
     sizes = base.to_dict()
-    # The backbone's stages follow the depth read off the checkpoint, not the base's.
-    for key in ("model_type", "transformers_version", "architectures", "auto_map", "out_features", "out_indices",
-                "stage_names"):
+    for key in ("model_type", "transformers_version", "architectures", "auto_map"):
         sizes.pop(key, None)
 
     def shape(key: str) -> tuple[int, ...]:

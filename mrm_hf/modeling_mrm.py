@@ -788,6 +788,14 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
 
+    @property
+    def out_features(self) -> list[str]:
+        return self.config.out_features  # the config's, defaults included (BackboneMixin reads only explicit ones)
+
+    @property
+    def out_indices(self) -> list[int]:
+        return self.config.out_indices
+
     @can_return_tuple
     @filter_output_hidden_states
     @capture_outputs(tie_last_hidden_states=False)

@@ -334,3 +334,15 @@ def test_siim_recipe_is_the_published_schedule_and_the_command_line_wins():
     assert (training_args.max_steps, training_args.warmup_steps, training_args.eval_steps) == (5000, 100, 50)
     assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
     assert model_args.layer_decay == 0.65 and data_args.image_size == 512
+
+
+def test_backbone_outputs_follow_a_depth_changed_after_construction(tmp_path):
+    """As the pre-training script resizes a default config (`--config_overrides num_hidden_layers=4`)."""
+    config = MRMConfig()
+    config.update_from_string("num_hidden_layers=4")
+    config.save_pretrained(tmp_path)
+    reloaded = MRMConfig.from_pretrained(tmp_path)
+    assert reloaded.out_indices == [0, 1, 2, 3] and reloaded.stage_names == ["stage1", "stage2", "stage3", "stage4"]
+    explicit = MRMConfig(num_hidden_layers=4, out_indices=[1, 3], feature_pyramid_rescales=None)
+    explicit.save_pretrained(tmp_path)
+    assert MRMConfig.from_pretrained(tmp_path).out_features == ["stage2", "stage4"]
