@@ -2,7 +2,6 @@
 
 from transformers import (
     AutoBackbone,
-    AutoBackbone,
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
@@ -24,7 +23,6 @@ AutoModel.register(MRMConfig, MRMModel, exist_ok=True)
 AutoModelForPreTraining.register(MRMConfig, MRMForPreTraining, exist_ok=True)
 AutoModelForImageClassification.register(MRMConfig, MRMForImageClassification, exist_ok=True)
 AutoBackbone.register(MRMConfig, MRMBackbone, exist_ok=True)
-AutoBackbone.register(MRMConfig, MRMBackbone, exist_ok=True)
 # One PIL-based processor serves every backend name, so that no backend choice falls back with a warning.
 AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
@@ -38,7 +36,6 @@ __all__ = [
     "MRMModel",
     "MRMForPreTraining",
     "MRMForImageClassification",
-    "MRMBackbone",
     "MRMBackbone",
     "MRMPreTrainedModel",
     "MRMImageProcessor",
