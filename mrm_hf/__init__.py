@@ -1,6 +1,7 @@
 """mrm-hf: Masked Record Modeling (MRM, ICLR 2023) for the Hugging Face stack."""
 
 from transformers import (
+    AutoBackbone,
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
@@ -12,7 +13,7 @@ from transformers.utils import is_torchvision_available
 
 from .configuration_mrm import MRMConfig
 from .image_processing_mrm import MRMImageProcessor
-from .modeling_mrm import MRMForImageClassification, MRMForPreTraining, MRMModel, MRMPreTrainedModel
+from .modeling_mrm import MRMBackbone, MRMForImageClassification, MRMForPreTraining, MRMModel, MRMPreTrainedModel
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
 
 
@@ -22,6 +23,7 @@ AutoConfig.register("mrm", MRMConfig, exist_ok=True)
 AutoModel.register(MRMConfig, MRMModel, exist_ok=True)
 AutoModelForPreTraining.register(MRMConfig, MRMForPreTraining, exist_ok=True)
 AutoModelForImageClassification.register(MRMConfig, MRMForImageClassification, exist_ok=True)
+AutoBackbone.register(MRMConfig, MRMBackbone, exist_ok=True)
 # One PIL-based processor serves every backend name, so that no backend choice falls back with a warning.
 AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
@@ -38,6 +40,7 @@ __all__ = [
     "MRMModel",
     "MRMForPreTraining",
     "MRMForImageClassification",
+    "MRMBackbone",
     "MRMPreTrainedModel",
     "MRMImageProcessor",
     "load_published_tokenizer",

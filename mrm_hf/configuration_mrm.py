@@ -7,10 +7,25 @@ added to every token.
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.backbone_utils import BackboneConfigMixin
+
+
+def published_out_indices(num_blocks: int) -> list[int]:
+    """The blocks the published segmentation backbone reads, (3, 5, 7, 11) of 12, at the same depths of any encoder.
+
+    Encoders of fewer than 4 blocks give their last block only (transformers' default); the four-map neck then asks
+    for explicit `out_indices`.
+    """
+    if num_blocks < 4:
+        return [num_blocks - 1] if num_blocks > 0 else []
+    indices = [num_blocks * k // 12 - 1 for k in (4, 6, 8, 12)]
+    if len(set(indices)) < 4 or min(indices) < 0:
+        indices = list(range(num_blocks - 4, num_blocks))
+    return indices
 
 
 @strict
-class MRMConfig(PreTrainedConfig):
+class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
     Image branch (encoder; `MRMModel` is this alone):
         image_size: side of the encoder's input, in pixels.
@@ -60,6 +75,14 @@ class MRMConfig(PreTrainedConfig):
     Losses:
         image_loss_weight: weight of the masked image modelling loss in `loss`.
         report_loss_weight: weight of the masked report modelling loss in `loss`.
+
+    Backbone (`MRMBackbone`, for dense tasks such as segmentation with UperNet):
+        out_indices: encoder blocks whose outputs become feature maps, counted from 0 as the published segmentation
+            config does; default (3, 5, 7, 11) for 12 blocks (the same depths for other encoders). Stage `stage{i+1}`
+            is the output of block i (`out_features` names them).
+        feature_pyramid_rescales: the published Feature2Pyramid neck, one factor per feature map (4: two 2x
+            transposed convolutions, 2: one, 1: as is, 0.5: 2x2 max-pooling), so that the stride-16 maps of the ViT
+            reach UperNet at strides 4, 8, 16 and 32; None for the plain stride-16 maps.
     """
 
     model_type = "mrm"
@@ -107,6 +130,43 @@ class MRMConfig(PreTrainedConfig):
 
     # The published report decoder is not tied to the word embeddings (see MRM_NOTES §5.6).
     tie_word_embeddings: bool = False
+
+    _out_features: list[str] | None = None
+    _out_indices: list[int] | None = None
+    feature_pyramid_rescales: list[float | int] | tuple[float | int, ...] | None = (4, 2, 1, 0.5)
+
+    def __post_init__(self, **kwargs):
+        kwargs.pop("stage_names", None)  # saved by older configs; they follow num_hidden_layers
+        out_indices, out_features = kwargs.pop("out_indices", None), kwargs.pop("out_features", None)
+        if out_indices is not None or out_features is not None:
+            self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
+        super().__post_init__(**kwargs)
+
+    # The backbone's stages and default outputs follow the depth, so that a config resized after construction
+    # (`update_from_string("num_hidden_layers=4")`) stays valid; explicit out_features/out_indices are kept as given.
+    @property
+    def stage_names(self) -> list[str]:
+        return [f"stage{block + 1}" for block in range(max(self.num_hidden_layers, 0))]
+
+    @property
+    def out_indices(self) -> list[int]:
+        if self._out_indices is None and self._out_features is None:
+            return published_out_indices(self.num_hidden_layers)
+        return self._out_indices
+
+    @out_indices.setter
+    def out_indices(self, out_indices):
+        self.set_output_features_output_indices(out_features=None, out_indices=list(out_indices))
+
+    @property
+    def out_features(self) -> list[str]:
+        if self._out_indices is None and self._out_features is None:
+            return [self.stage_names[index] for index in self.out_indices]
+        return self._out_features
+
+    @out_features.setter
+    def out_features(self, out_features):
+        self.set_output_features_output_indices(out_features=list(out_features), out_indices=None)
 
     @property
     def num_patches(self) -> int:
@@ -156,4 +216,4 @@ class MRMConfig(PreTrainedConfig):
 
 MRMConfig.register_for_auto_class()
 
-__all__ = ["MRMConfig"]
+__all__ = ["MRMConfig", "published_out_indices"]

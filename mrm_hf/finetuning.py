@@ -432,12 +432,12 @@ def image_processor_for(model: MRMForImageClassification) -> MRMImageProcessor:
 # ---- optimisation ----------------------------------------------------------------------------------------------------
 
 
-def encoder_depth(name: str, num_layers: int) -> int:
-    """0 for the embeddings, i + 1 for encoder block i, num_layers + 1 for the rest (final norms, pooler, head)."""
-    if name.startswith("image_encoder.embeddings."):
+def encoder_depth(name: str, num_layers: int, encoder_prefix: str = "image_encoder.") -> int:
+    """0 for the embeddings, i + 1 for encoder block i, num_layers + 1 for the rest (final norms, pooler, heads)."""
+    if name.startswith(encoder_prefix + "embeddings."):
         return 0
-    if name.startswith("image_encoder.layers."):
-        return int(name.split(".")[2]) + 1
+    if name.startswith(encoder_prefix + "layers."):
+        return int(name[len(encoder_prefix) :].split(".")[1]) + 1
     return num_layers + 1
 
 
@@ -451,13 +451,17 @@ def layer_decay_parameter_groups(
     """Optimizer groups with lr = learning_rate * layer_decay ** (num_layers + 1 - depth), head first (scale 1).
 
     As MAE's `param_groups_lrd`; parameters outside `decay_parameter_names` (default: 1-D ones) get no weight decay.
+    The encoder is `image_encoder` (MRM models) or, for models with a `backbone_config` (UperNet on `MRMBackbone`),
+    `backbone`.
     """
-    num_layers = model.config.num_hidden_layers
+    backbone_config = getattr(model.config, "backbone_config", None)
+    encoder_prefix = "image_encoder." if backbone_config is None else "backbone."
+    num_layers = (backbone_config or model.config).num_hidden_layers
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        depth = encoder_depth(name, num_layers)
+        depth = encoder_depth(name, num_layers, encoder_prefix)
         decays = name in decay_parameter_names if decay_parameter_names is not None else parameter.ndim > 1
         scale = layer_decay ** (num_layers + 1 - depth)
         group = groups.setdefault(

@@ -53,6 +53,14 @@ MODES = {
         "resample": PILImageResampling.BICUBIC,
         "default_to_square": True,
     },
+    # The published SIIM-ACR segmentation: 512 x 512, bilinear, no crop; masks follow with nearest neighbour.
+    "segmentation": {
+        "size": {"height": 512, "width": 512},
+        "crop_size": {"height": 512, "width": 512},
+        "do_center_crop": False,
+        "resample": PILImageResampling.BILINEAR,
+        "default_to_square": True,
+    },
 }
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
@@ -291,6 +299,39 @@ def center_crop_grayscale(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray
     return gray[top : top + crop_height, left : left + crop_width]
 
 
+def load_mask(source, name: str | None = None) -> np.ndarray:
+    """A binary mask (path, PIL image or array) as an (H, W) uint8 array of 0 and 1; 0/255 masks are accepted.
+
+    Any other value, or channels that differ, raises naming `name` (default: the path).
+    """
+    if name is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "the mask"
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with Image.open(source) as image:
+                mask = np.asarray(image.convert("L") if image.mode in ("1", "P") else image)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Mask file not found: {name}") from None
+    elif isinstance(source, Image.Image):
+        mask = np.asarray(source.convert("L") if source.mode in ("1", "P") else source)
+    else:
+        mask = np.asarray(source)
+    if mask.ndim == 3:
+        if not (mask == mask[..., :1]).all():
+            raise ValueError(f"Expected a one-channel binary mask; {name} has {mask.shape[-1]} differing channels.")
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"Expected a 2-D mask; {name} has the shape {mask.shape}.")
+    values = set(np.unique(mask).tolist())
+    if values <= {0, 1}:
+        return mask.astype(np.uint8)
+    if values <= {0, 255}:
+        return (mask == 255).astype(np.uint8)
+    shown = sorted(values)[:10]
+    raise ValueError(f"Expected a binary mask with the values 0/1 or 0/255; {name} has the values {shown}"
+                     f"{' ...' if len(values) > 10 else ''}.")
+
+
 def _output_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
     """The resized (height, width): the given one, or torchvision's Resize(int) short-side rule."""
     if size.height and size.width:
@@ -304,8 +345,9 @@ def _output_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
 
 class MRMImageProcessorKwargs(ImagesKwargs, total=False):
     """
-    mode (`str`): "evaluation" (resize the short side, center crop) or "pretraining" (resize to a square); picks the
-        published defaults of size, crop_size, resample and do_center_crop that are not given explicitly.
+    mode (`str`): "evaluation" (resize the short side, center crop), "pretraining" (resize to a square) or
+        "segmentation" (resize to 512 x 512); picks the published defaults of size, crop_size, resample and
+        do_center_crop that are not given explicitly.
     """
 
     mode: str | None
@@ -348,14 +390,61 @@ class MRMImageProcessor(PilBackend):
                 kwargs[key] = value
         super().__init__(mode=mode, **kwargs)
 
-    def preprocess(self, images, **kwargs: Unpack[MRMImageProcessorKwargs]) -> BatchFeature:
-        """Preprocess an image or a batch of images; `mode` switches to that mode's published defaults."""
+    def preprocess(
+        self, images, segmentation_maps=None, **kwargs: Unpack[MRMImageProcessorKwargs]
+    ) -> BatchFeature:
+        """Preprocess an image or a batch of images; `mode` switches to that mode's published defaults.
+
+        segmentation_maps: one binary mask (0/1 or 0/255, the image's size) per image, returned as `labels`, resized
+            and cropped as the images are but with nearest neighbour.
+        """
         _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
         mode = kwargs.get("mode")
         if mode is not None and mode != self.mode:
             for key, value in _check_mode(mode).items():
                 kwargs.setdefault(key, value)
-        return super().preprocess(images, **kwargs)
+        return super().preprocess(images, segmentation_maps, **kwargs)
+
+    def _preprocess_image_like_inputs(self, images, segmentation_maps=None, **kwargs) -> BatchFeature:
+        """`pixel_values` of the images and, given masks, their `labels` (uint8 0/1 maps at the output size)."""
+        images = self._prepare_image_like_inputs(images, **kwargs)
+        features = self._preprocess(images, **kwargs)
+        if segmentation_maps is None:
+            return features
+        masks = segmentation_maps if isinstance(segmentation_maps, (list, tuple)) else [segmentation_maps]
+        if len(masks) != len(images):
+            raise ValueError(f"Expected one mask per image; found {len(images)} images and {len(masks)} masks.")
+        labels = []
+        for index, (image, mask) in enumerate(zip(images, masks)):
+            mask = load_mask(mask, None if isinstance(mask, (str, os.PathLike)) else f"mask {index}")
+            if mask.shape != image.shape[-2:]:
+                raise ValueError(
+                    f"Expected mask {index} at its image's size (height, width) {tuple(image.shape[-2:])}; found "
+                    f"{mask.shape}."
+                )
+            label = mask.astype(np.float32)
+            if kwargs["do_resize"]:
+                label = resize_grayscale(label, _output_size(*label.shape, kwargs["size"]), Image.Resampling.NEAREST)
+            if kwargs["do_center_crop"]:
+                label = center_crop_grayscale(label, (kwargs["crop_size"].height, kwargs["crop_size"].width))
+            labels.append(label.astype(np.uint8))
+        features["labels"] = np.stack(labels)
+        return BatchFeature(data=dict(features), tensor_type=kwargs.get("return_tensors"))
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
+        """One (height, width) map of class ids per image: the logits resized (bilinear) to target_sizes, arg-max."""
+        logits = outputs.logits
+        if target_sizes is not None and len(target_sizes) != len(logits):
+            raise ValueError(f"Expected one target size per image; found {len(target_sizes)} for {len(logits)}.")
+        maps = []
+        for index, image_logits in enumerate(logits):
+            if target_sizes is not None:
+                size = tuple(int(side) for side in target_sizes[index])
+                image_logits = torch.nn.functional.interpolate(
+                    image_logits[None].float(), size=size, mode="bilinear", align_corners=False
+                )[0]
+            maps.append(image_logits.argmax(dim=0))
+        return maps
 
     def fetch_images(self, image_url_or_urls):
         """Paths, bytes and datasets image dicts as PIL images (DICOM included); images pass through."""
@@ -433,6 +522,6 @@ class MRMImageProcessor(PilBackend):
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 
 
-__all__ = ["MRMImageProcessor", "load_radiograph", "to_grayscale"]
+__all__ = ["MRMImageProcessor", "load_mask", "load_radiograph", "to_grayscale"]
 
 MRMImageProcessor.register_for_auto_class("AutoImageProcessor")

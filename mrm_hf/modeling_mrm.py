@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
@@ -305,6 +306,16 @@ class MRMLayer(GradientCheckpointingLayer):
         return hidden_states + drop_path(self.dropout(mlp_output), self.drop_path_rate, self.training)
 
 
+def encoder_layers(config: MRMConfig) -> nn.ModuleList:
+    """The encoder's blocks, with stochastic depth rising linearly over them (as timm)."""
+    depth = config.num_hidden_layers
+    rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+    return nn.ModuleList(
+        MRMLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size, rate)
+        for rate in rates
+    )
+
+
 class MRMPooler(nn.Module):
     """Mean of the patch tokens (cls excluded), then LayerNorm: the published fine-tuning's `fc_norm` pooling."""
 
@@ -504,6 +515,7 @@ class MRMPreTrainedModel(PreTrainedModel):
             "AutoModel": "modeling_mrm.MRMModel",
             "AutoModelForPreTraining": "modeling_mrm.MRMForPreTraining",
             "AutoModelForImageClassification": "modeling_mrm.MRMForImageClassification",
+            "AutoBackbone": "modeling_mrm.MRMBackbone",
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -516,12 +528,7 @@ class MRMModel(MRMPreTrainedModel):
     def __init__(self, config: MRMConfig, add_pooling_layer: bool = True, add_final_layernorm: bool = True):
         super().__init__(config)
         self.embeddings = MRMEmbeddings(config)
-        depth = config.num_hidden_layers
-        rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # rising linearly, as timm
-        self.layers = nn.ModuleList(
-            MRMLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size, rate)
-            for rate in rates
-        )
+        self.layers = encoder_layers(config)
         # Without it (the classifier's encoder, as timm's avg-pool ViT with `fc_norm`), no parameter goes unused.
         self.layernorm = (
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if add_final_layernorm else nn.Identity()
@@ -774,8 +781,108 @@ class MRMForImageClassification(MRMPreTrainedModel):
         )
 
 
+class MRMFeaturePyramid(nn.Module):
+    """The published Feature2Pyramid neck: each stride-16 map rescaled by its factor, for a decoder that wants a pyramid.
+
+    4: two 2x transposed convolutions with BatchNorm and GELU between them; 2: one 2x transposed convolution; 1: as is;
+    0.5 and 0.25: max-pooling. The published (4, 2, 1, 0.5) gives strides 4, 8, 16 and 32.
+    """
+
+    def __init__(self, hidden_size: int, rescales):
+        super().__init__()
+        stages = []
+        for scale in rescales:
+            if scale == 4:
+                stages.append(
+                    nn.Sequential(
+                        nn.ConvTranspose2d(hidden_size, hidden_size, kernel_size=2, stride=2),
+                        nn.BatchNorm2d(hidden_size),
+                        nn.GELU(),
+                        nn.ConvTranspose2d(hidden_size, hidden_size, kernel_size=2, stride=2),
+                    )
+                )
+            elif scale == 2:
+                stages.append(nn.ConvTranspose2d(hidden_size, hidden_size, kernel_size=2, stride=2))
+            elif scale == 1:
+                stages.append(nn.Identity())
+            elif scale in (0.5, 0.25):
+                stages.append(nn.MaxPool2d(kernel_size=int(1 / scale), stride=int(1 / scale)))
+            else:
+                raise ValueError(f"`feature_pyramid_rescales` takes factors among 4, 2, 1, 0.5, 0.25; got {scale}.")
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, feature_maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(stage(feature_map) for stage, feature_map in zip(self.stages, feature_maps))
+
+
+class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
+    """The MRM encoder as a transformers backbone: feature maps of chosen blocks for a dense head (UperNet).
+
+    Its encoder has MRMModel's submodule names, so every MRM checkpoint (encoder, pre-training model, classifier)
+    loads into it. As in the published segmentation: any input size (the position table is resampled, bicubic, to the
+    input's patch grid), the final LayerNorm unused, the position table trained, and the Feature2Pyramid neck.
+    """
+
+    _keys_to_ignore_on_load_unexpected = [
+        r"^layernorm\.", r"^pooler\.", r"^classifier\.", r"^image_decoder\.", r"^fusion\.", r"^report_branch\.",
+    ]  # fmt: skip
+
+    def __init__(self, config: MRMConfig):
+        super().__init__(config)
+        self.embeddings = MRMEmbeddings(config)
+        self.layers = encoder_layers(config)
+        rescales = config.feature_pyramid_rescales
+        if rescales is not None and len(rescales) != len(self.out_features):
+            raise ValueError(
+                f"The feature pyramid rescales {len(rescales)} maps ({list(rescales)}), but `out_indices` picks "
+                f"{len(self.out_features)} ({self.out_indices}): pass as many, e.g. out_indices=[3, 5, 7, 11], or "
+                "feature_pyramid_rescales=None for the plain maps."
+            )
+        self.neck = MRMFeaturePyramid(config.hidden_size, rescales) if rescales is not None else None
+        self.num_features = [config.hidden_size] * config.num_hidden_layers
+        self.post_init()
+        # The published segmentation trains the position table that pre-training kept fixed.
+        self.embeddings.position_embeddings.requires_grad_(True)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    @property
+    def out_features(self) -> list[str]:
+        return self.config.out_features  # the config's, defaults included (BackboneMixin reads only explicit ones)
+
+    @property
+    def out_indices(self) -> list[int]:
+        return self.config.out_indices
+
+    @can_return_tuple
+    @filter_output_hidden_states
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, pixel_values: torch.Tensor, **kwargs) -> BackboneOutput:
+        r"""
+        pixel_values: (batch, channels, height, width) normalised images; sides multiples of the patch size.
+        Returns `feature_maps`, one (batch, hidden_size, h, w) map per out_feature, after the neck.
+        """
+        height, width = pixel_values.shape[-2:]
+        patch = self.config.patch_size
+        hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=True)[0]
+        all_hidden_states = [hidden_states]
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, None, **kwargs)
+            all_hidden_states.append(hidden_states)
+        feature_maps = tuple(
+            hidden_state[:, 1:].transpose(1, 2).reshape(hidden_state.shape[0], -1, height // patch, width // patch)
+            for stage, hidden_state in zip(self.stage_names, all_hidden_states[1:])
+            if stage in self.out_features
+        )
+        if self.neck is not None:
+            feature_maps = self.neck(feature_maps)
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=tuple(all_hidden_states))
+
+
 MRMModel.register_for_auto_class("AutoModel")
 MRMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MRMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+MRMBackbone.register_for_auto_class("AutoBackbone")
 
-__all__ = ["MRMModel", "MRMForPreTraining", "MRMForImageClassification", "MRMPreTrainedModel"]
+__all__ = ["MRMModel", "MRMForPreTraining", "MRMForImageClassification", "MRMPreTrainedModel", "MRMBackbone"]

@@ -1,0 +1,281 @@
+"""Image/mask pairs for segmentation: SIIM-ACR pneumothorax on the published MRM splits, and any CSV of pairs.
+
+Every loader returns a `DatasetDict` of the splits it has (`train`, `validation`, `test`) with the columns:
+- `image_path`: the absolute path of the image (DICOM, PNG, JPEG, ...; read by `load_radiograph`);
+- `mask_path`: the absolute path of a binary PNG mask (0/1 or 0/255, the image's size), or "" when the mask is RLE;
+- `rle`: the image's run-length encoded masks (SIIM's `train-rle.csv`, one string per row, "-1" for none), or [];
+- `name`: the id or path the split list or CSV gives.
+Masks are read when a row is used (`mrm_hf.segmentation.SegmentationTransform`); an image with no positive pixel is
+valid.
+
+SIIM-ACR as people have it: the Kaggle `stage_2` DICOMs (any folder layout: files are found by their id) with
+`train-rle.csv`, or PNG/JPEG images with PNG masks named by id (the layout the published code reads). SIIM's RLE is
+column-major; `train-rle.csv` gives each run's start relative to the end of the previous run ("relative"), the stage 2
+`stage_2_train.csv` absolute 1-based starts ("absolute"). Images listed in a split but absent from disk, listed
+images without a mask, RLE rows for images not on disk, and masks of another size than their image (read from the
+file headers) are skipped, counted and named in one warning per kind, or raise with `strict=True`. Mask values other
+than 0/1 or 0/255, and RLE runs that do not fit the image, raise when the row is read, naming the file.
+"""
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict, Features, List, Value
+from PIL import Image
+
+from .classification import _ImageIndex, _missing_images, _published_lists, _split_folder, read_split_list
+
+
+SIIM_FOLDER = "SIIM-ACR_Pneumothorax"
+SIIM_LABEL_FRACTIONS = (10, 100)  # train_1.txt was deleted upstream (MRM_NOTES §3.1)
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+RLE_ENCODINGS = ("relative", "absolute")
+_EXAMPLES = 5
+FEATURES = Features(
+    {"image_path": Value("string"), "mask_path": Value("string"), "rle": List(Value("string")), "name": Value("string")}
+)
+
+
+# ---- run-length encoding ---------------------------------------------------------------------------------------------
+
+
+def rle_decode(rle: str, height: int, width: int, encoding: str = "relative", name: str = "the RLE") -> np.ndarray:
+    """SIIM's run-length encoding as an (height, width) uint8 mask of 0 and 1; "-1" (or "") is an empty mask.
+
+    Pixels are numbered column by column (down the first column, then the next). "relative": each pair is (gap after
+    the previous run, run length), as in `train-rle.csv`; "absolute": (1-based start, run length).
+    """
+    if encoding not in RLE_ENCODINGS:
+        raise ValueError(f"`encoding` must be one of {RLE_ENCODINGS}; found {encoding!r}.")
+    mask = np.zeros(height * width, dtype=np.uint8)
+    text = rle.strip()
+    if text in ("", "-1"):
+        return mask.reshape(width, height).T
+    try:
+        numbers = [int(token) for token in text.split()]
+    except ValueError:
+        raise ValueError(f"Expected integers in the RLE of {name}; found {text[:60]!r}.") from None
+    if len(numbers) % 2 or any(n < 0 for n in numbers):
+        raise ValueError(f"Expected (start, length) pairs of non-negative integers in the RLE of {name}; found "
+                         f"{len(numbers)} numbers.")
+    position = 0
+    for start, length in zip(numbers[0::2], numbers[1::2]):
+        position = position + start if encoding == "relative" else start - 1
+        if position < 0 or position + length > mask.size:
+            raise ValueError(
+                f"The RLE of {name} runs past the {width}x{height} image (pixel {position + length} of {mask.size}): "
+                "it was written for an image of another size (resized images need masks, not the original RLE)."
+            )
+        mask[position : position + length] = 1
+        position += length
+    return mask.reshape(width, height).T
+
+
+def rle_encode(mask: np.ndarray, encoding: str = "relative") -> str:
+    """The inverse of `rle_decode`: a 2-D 0/1 mask as SIIM's run-length encoding, "-1" when empty."""
+    if encoding not in RLE_ENCODINGS:
+        raise ValueError(f"`encoding` must be one of {RLE_ENCODINGS}; found {encoding!r}.")
+    flat = np.asarray(mask, dtype=bool).T.reshape(-1)
+    if not flat.any():
+        return "-1"
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat.astype(np.int8), [0]])))
+    starts, ends = edges[0::2], edges[1::2]
+    numbers, previous_end = [], 0
+    for start, end in zip(starts, ends):
+        numbers += [int(start - previous_end) if encoding == "relative" else int(start + 1), int(end - start)]
+        previous_end = end
+    return " ".join(map(str, numbers))
+
+
+def read_rle_csv(path: str | os.PathLike, strict: bool = False) -> dict[str, list[str]]:
+    """SIIM's `ImageId, EncodedPixels` CSV as {image id: its RLE strings} (several rows for several regions)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected the RLE CSV at {path}; it does not exist.")
+    rles: dict[str, list[str]] = {}
+    malformed = []
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.reader(file)
+        header = [column.strip() for column in next(reader, [])]
+        if "ImageId" not in header or "EncodedPixels" not in header:
+            raise ValueError(f"Expected the columns ImageId and EncodedPixels in {path}; found {header}.")
+        id_column, rle_column = header.index("ImageId"), header.index("EncodedPixels")
+        for number, row in enumerate(reader, start=2):
+            if len(row) != len(header) or not row[id_column].strip():
+                if strict:
+                    raise ValueError(f"{path}, line {number}: expected {len(header)} fields; found {row!r}.")
+                malformed.append(number)
+                continue
+            rles.setdefault(row[id_column].strip(), []).append(row[rle_column].strip())
+    if malformed:
+        warnings.warn(f"Skipped {len(malformed)} malformed lines of {path} (lines {malformed[:_EXAMPLES]}). Pass "
+                      "strict=True to raise instead.", UserWarning, stacklevel=2)
+    return rles
+
+
+# ---- checks ----------------------------------------------------------------------------------------------------------
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding the pixels."""
+    if path.lower().endswith((".dcm", ".dicom")):
+        import pydicom
+
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(header.Rows), int(header.Columns)
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def _skipped(source: str, reason: str, names: list[str], total: int, strict: bool):
+    """Raise (strict, or nothing left) or warn once about the rows of `source` left out for `reason`."""
+    if not names:
+        return
+    shown = ", ".join(names[:_EXAMPLES]) + (", ..." if len(names) > _EXAMPLES else "")
+    message = f"{len(names)} of {total} rows of {source} {reason} (e.g. {shown})"
+    if strict or len(names) == total:
+        raise ValueError(message + ".")
+    warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+
+
+def _check_sizes(rows: list[dict], source: str, strict: bool) -> list[dict]:
+    """The rows whose PNG mask has its image's size; the others reported (RLE masks are checked when decoded)."""
+    kept, mismatched = [], []
+    for row in rows:
+        if row["mask_path"]:
+            image_size, mask_size = _image_size(row["image_path"]), _image_size(row["mask_path"])
+            if image_size != mask_size:
+                mismatched.append(f"{row['mask_path']} is {mask_size[1]}x{mask_size[0]}, its image "
+                                  f"{row['image_path']} {image_size[1]}x{image_size[0]}")
+                continue
+        kept.append(row)
+    _skipped(source, "have a mask of another size than their image", mismatched, len(rows), strict)
+    return kept
+
+
+def _dataset(rows: list[dict]) -> Dataset:
+    return Dataset.from_list(rows, features=FEATURES)
+
+
+# ---- SIIM-ACR --------------------------------------------------------------------------------------------------------
+
+
+def _index_by_id(root: Path, exclude: Path | None = None) -> dict[str, str]:
+    """{file stem: absolute path} of the image files below root (the shallowest when a stem repeats)."""
+    index = _ImageIndex(root)
+    found = {}
+    for name, candidates in index.by_name.items():
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        for parts in candidates:
+            path = index.root.joinpath(*parts)
+            if exclude is not None and path.is_relative_to(exclude):
+                continue
+            found.setdefault(stem, str(path))
+            break
+    return found
+
+
+def load_siim(
+    data_dir: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    label_fraction: int = 100,
+    rle_csv: str | os.PathLike | None = None,
+    mask_dir: str | os.PathLike | None = None,
+    rle_encoding: str = "relative",
+    splits: Sequence[str] = ("train", "validation", "test"),
+    strict: bool = False,
+) -> DatasetDict:
+    """SIIM-ACR pneumothorax on the published MRM splits (`train_10.txt` or `train_list.txt`, `val_list.txt`,
+    `test_list.txt`): images found below `data_dir` by id, masks from `rle_csv` or PNGs `<id>.png` below `mask_dir`."""
+    if label_fraction not in SIIM_LABEL_FRACTIONS:
+        raise ValueError(f"SIIM-ACR has published training lists for {SIIM_LABEL_FRACTIONS} percent of the labels "
+                         f"(train_1.txt was deleted upstream); found label_fraction={label_fraction!r}.")
+    if (rle_csv is None) == (mask_dir is None):
+        raise ValueError("SIIM-ACR masks come from one place: pass rle_csv (train-rle.csv) or mask_dir (PNG masks); "
+                         f"found rle_csv={rle_csv!r}, mask_dir={mask_dir!r}.")
+    if rle_encoding not in RLE_ENCODINGS:
+        raise ValueError(f"`rle_encoding` must be one of {RLE_ENCODINGS}; found {rle_encoding!r}.")
+    lists = _published_lists(_split_folder(split_dir, SIIM_FOLDER), label_fraction, list(splits))
+    mask_root = Path(mask_dir).resolve() if mask_dir is not None else None
+    images = _index_by_id(Path(data_dir), exclude=mask_root)
+    if mask_root is not None:
+        masks = {stem: path for stem, path in _index_by_id(mask_root).items() if path.lower().endswith(".png")}
+        rles = {}
+    else:
+        masks, rles = {}, read_rle_csv(rle_csv, strict)
+        orphans = sorted(image_id for image_id in rles if image_id not in images)
+        _skipped(str(rle_csv), f"name images that are not under {data_dir}", orphans, len(rles), strict)
+
+    result = {}
+    for split, path in lists.items():
+        ids = [name for name, _ in read_split_list(path, 0, strict=strict)]
+        missing = [image_id for image_id in ids if image_id not in images]
+        _missing_images(str(path), str(data_dir), missing, len(ids), strict)
+        present = [image_id for image_id in ids if image_id in images]
+        unannotated = [image_id for image_id in present if image_id not in (masks if mask_root else rles)]
+        where = f"a mask <id>.png under {mask_dir}" if mask_root else f"a row in {rle_csv}"
+        _skipped(str(path), f"list images without {where}", unannotated, len(present), strict)
+        rows = [
+            {"image_path": images[i], "mask_path": masks.get(i, ""), "rle": rles.get(i, []), "name": i}
+            for i in present
+            if i in (masks if mask_root else rles)
+        ]
+        result[split] = _dataset(_check_sizes(rows, str(path), strict))
+    return DatasetDict(result)
+
+
+# ---- CSV of pairs ----------------------------------------------------------------------------------------------------
+
+
+def load_segmentation_csv(
+    train_csv: str | os.PathLike,
+    validation_csv: str | os.PathLike | None = None,
+    test_csv: str | os.PathLike | None = None,
+    image_column: str = "image_path",
+    mask_column: str = "mask_path",
+    strict: bool = False,
+) -> DatasetDict:
+    """Image/mask pairs from CSVs with an image path column and a mask path column, relative to each CSV's folder."""
+    result = {}
+    for split, path in {"train": train_csv, "validation": validation_csv, "test": test_csv}.items():
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Expected the {split} CSV at {path}; it does not exist.")
+        with open(path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            found = reader.fieldnames or []
+            if image_column not in found or mask_column not in found:
+                raise ValueError(f"Expected the columns {image_column!r} and {mask_column!r} in {path}; found "
+                                 f"{found}. Pass --image_column/--mask_column.")
+            entries = [(row[image_column], row[mask_column]) for row in reader]
+        rows, missing_images, missing_masks = [], [], []
+        for image, mask in entries:
+            image_path, mask_path = (path.parent / image).resolve(), (path.parent / mask).resolve()
+            if not image_path.is_file():
+                missing_images.append(str(image_path))
+            elif not mask_path.is_file():
+                missing_masks.append(str(mask_path))
+            else:
+                rows.append({"image_path": str(image_path), "mask_path": str(mask_path), "rle": [], "name": image})
+        _skipped(str(path), "name an image file that does not exist", missing_images, len(entries), strict)
+        _skipped(str(path), "name a mask file that does not exist", missing_masks, len(entries), strict)
+        result[split] = _dataset(_check_sizes(rows, str(path), strict))
+    return DatasetDict(result)
+
+
+__all__ = [
+    "SIIM_LABEL_FRACTIONS",
+    "load_segmentation_csv",
+    "load_siim",
+    "read_rle_csv",
+    "rle_decode",
+    "rle_encode",
+]
