@@ -3,8 +3,8 @@
 
 Every run is `examples/run_classification.py` itself, called in this process with its own command line; this script
 only loops over the grid and summarises. What follows `--` is passed to every run unchanged (the dataset, its splits,
-the recipe, the step budget); the grid adds `--model_name_or_path`, `--label_fraction`, `--seed`, `--linear_probe`
-and `--output_dir`.
+the recipe, the step budget); the grid adds `--model_name_or_path` (or `--model_type mrm` for `random`),
+`--label_fraction`, `--seed`, `--linear_probe` and `--output_dir`.
 
 The paper's NIH / CheXpert / RSNA tables (1, 10 and 100% of the labels, the published recipes), from the converted
 published MRM against a from-scratch ViT-B:
@@ -108,7 +108,7 @@ def parse_ints(text: str, option: str, allowed: tuple[int, ...] | None = None) -
 def run_argv(run: Run, model_path: str, root: Path, passthrough: list[str], random_config: str | None) -> list[str]:
     """The fine-tuning script's command line for one run of the grid."""
     if model_path == RANDOM:
-        model = ["--model_name_or_path", RANDOM, *(["--config_name", random_config] if random_config else [])]
+        model = ["--model_type", "mrm", *(["--config_name", random_config] if random_config else [])]
     else:
         model = ["--model_name_or_path", model_path]
     return [
@@ -374,7 +374,8 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise ValueError(f"--confidence: expected a value in (0, 1); found {args.confidence}.")
     if args.bootstrap_samples < 1:
         raise ValueError(f"--bootstrap_samples: expected at least 1; found {args.bootstrap_samples}.")
-    owned = {"--model_name_or_path", "--label_fraction", "--seed", "--linear_probe", "--output_dir"}
+    owned = {"--model_name_or_path", "--model_type", "--config_name", "--label_fraction", "--seed", "--linear_probe",
+             "--output_dir"}
     clashing = sorted({a.split("=")[0] for a in passthrough} & owned)
     if clashing:
         raise ValueError(f"The grid sets {clashing} for each run; found them after `--`: remove them there.")

@@ -41,8 +41,10 @@ def grid_argv(tmp_path, models, covid):
 
 def test_grid_tables_match_the_runs_and_a_second_invocation_skips_them(tmp_path, caplog):
     covid = shared_path("data", "covid")
-    models = f"a={tiny_checkpoint(tmp_path / 'a', 0)},b={tiny_checkpoint(tmp_path / 'b', 1)}"
+    tiny_config().save_pretrained(tmp_path / "random-config")  # `random`: a from-scratch model of this config
+    models = f"a={tiny_checkpoint(tmp_path / 'a', 0)},b=random"
     argv = grid_argv(tmp_path, models, covid)
+    argv[argv.index("--output_dir"):argv.index("--output_dir")] = ["--random_config", str(tmp_path / "random-config")]
     result = run_label_efficiency.main(argv)
     root = tmp_path / "grid"
 
