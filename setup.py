@@ -30,6 +30,8 @@ setup(
     extras_require={
         # Reading DICOM files, including JPEG and JPEG 2000 compressed ones.
         "dicom": ["pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"],
+        # The label-efficiency grid's figure (examples/run_label_efficiency.py).
+        "plot": ["matplotlib"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
@@ -38,6 +40,7 @@ setup(
             "timm>=1.0",
             "torchvision",
             "scikit-learn",
+            "matplotlib",
             "tensorboard",
             "pydicom>=2.4",
             "pylibjpeg>=2.0",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from datasets import ClassLabel, DatasetDict, Image, List, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Image, List, load_dataset
 from transformers import AutoConfig, HfArgumentParser, Trainer, TrainingArguments
 
 from .configuration_mrm import MRMConfig
@@ -169,7 +169,8 @@ class DataArguments:
     )
     label_fraction: Literal[1, 10, 100] = field(
         default=100,
-        metadata={"help": "Percent of the training labels: picks the published training list and the --recipe."},
+        metadata={"help": "Percent of the training labels: picks the published training list and the --recipe; for "
+                          "csv and imagefolder, a random subset of the training images drawn with --seed."},
     )
     covid_task: Literal["covid", "viral"] = field(
         default="covid", metadata={"help": "COVID task: covid (COVID-19 vs not) or viral (viral vs bacterial)."}
@@ -315,10 +316,24 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
         held_out = data["train"].train_test_split(data_args.validation_fraction, seed=seed,
                                                   stratify_by_column=stratify)
         data = DatasetDict({**data, "train": held_out["train"], "validation": held_out["test"]})
+    if name in ("csv", "imagefolder") and data_args.label_fraction != 100:
+        data["train"] = label_subset(data["train"], data_args.label_fraction, seed)
     empty = [split for split, rows in data.items() if len(rows) == 0]
     if empty:
         raise ValueError(f"The {name} splits {empty} have no images.")
     return data
+
+
+def label_subset(train: Dataset, label_fraction: int, seed: int) -> Dataset:
+    """`label_fraction` percent of the training images (at least one), drawn with `seed`, stratified by class where
+    the labels are class ids: the label-efficiency protocol for data that has no published lists."""
+    count = max(1, round(len(train) * label_fraction / 100))
+    if count >= len(train):
+        return train
+    stratify = "labels" if isinstance(train.features["labels"], ClassLabel) else None
+    if stratify and count < train.features["labels"].num_classes:
+        stratify = None  # too few images to hold every class
+    return train.train_test_split(train_size=count, seed=seed, stratify_by_column=stratify)["train"]
 
 
 def problem_type_of(data: DatasetDict) -> str:
@@ -563,6 +578,8 @@ def model_card_fields(
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset in ("nih", "chexpert", "rsna") and data_args.split_dir is not None:
         description += f", {data_args.label_fraction}% of the training labels (the published list)"
+    if data_args.dataset in ("csv", "imagefolder") and data_args.label_fraction != 100:
+        description += f", {data_args.label_fraction}% of the training labels (a random subset, seed {training_args.seed})"
     if data_args.dataset == "covid":
         description += f", task {data_args.covid_task}, published split {data_args.covid_split}"
     if training_args.recipe is not None:

@@ -78,6 +78,8 @@ NEEDS = {
     "accelerate_deepspeed_zero2.yaml": "8 GPUs and DeepSpeed",
     "accelerate_fsdp.yaml": "8 GPUs",
     "... --dataset": "the published downstream datasets",
+    "--dataset siim": "SIIM-ACR (Kaggle)",
+    "examples/run_label_efficiency.py": "pre-trained models and a labelled dataset, for hours",
 }
 
 
@@ -216,6 +218,21 @@ def parse_script_arguments(script: str, arguments: list[str]) -> None:
 
         parse_arguments(arguments)
         return
+    if script == "run_segmentation.py":
+        import run_segmentation
+
+        run_segmentation.parse_arguments(arguments)
+        return
+    if script == "run_label_efficiency.py":  # the grid's own options, then every run's command line
+        import run_label_efficiency
+        from mrm_hf.finetuning import parse_arguments
+
+        grid, passthrough = run_label_efficiency.parse_arguments(arguments)
+        for model, path in grid.models.items():
+            run = run_label_efficiency.Run(model, grid.modes[0], grid.fractions[0], grid.seeds[0])
+            parse_arguments(run_label_efficiency.run_argv(run, path, Path(grid.output_dir), passthrough,
+                                                          grid.random_config))
+        return
     from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
@@ -229,8 +246,9 @@ CHECKED = [c for c in documented_commands() if needs(c) is not None]
 @pytest.mark.parametrize("command", CHECKED, ids=ids(CHECKED))
 def test_documented_command_for_other_hardware_or_data_parses(command):
     tokens = shlex.split(command)
-    if tokens[0] == "...":  # a variant of the fine-tuning command above it
-        tokens = ["python", "examples/run_classification.py", "--model_name_or_path", "mrm-base", *tokens[1:]]
+    if tokens[0] == "...":  # a variant of the command above it, in the docstring of its script
+        (document,) = set(documented_commands()[command])
+        tokens = ["python", f"examples/{document}", "--model_name_or_path", "mrm-base", *tokens[1:]]
     if tokens[0] == "accelerate":
         from accelerate.commands.launch import launch_command_parser
 
