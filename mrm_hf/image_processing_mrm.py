@@ -521,6 +521,20 @@ class MRMImageProcessor(PilBackend):
             processed = self.pad(processed, pad_size=pad_size)
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 
+    def grayscale_to_pixel_values(self, grays: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) grayscale crops already resized elsewhere (uint8 0..255, or float in [0, 1]) as (N, 3, H, W)
+        float32 pixel values: the last two steps of `preprocess` only, channels replicated and (with do_normalize)
+        normalised, on the tensor's own device. The training transforms and the on-device augmentation end here."""
+        if grays.dim() != 3:
+            raise ValueError(f"expected grayscale crops of shape (N, H, W); found the shape {tuple(grays.shape)}")
+        values = grays.float() / 255.0 if grays.dtype == torch.uint8 else grays.float()
+        values = values.unsqueeze(1).expand(-1, 3, -1, -1)
+        if not self.do_normalize:
+            return values.contiguous()
+        mean = torch.tensor(self.image_mean, dtype=torch.float32, device=values.device).reshape(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=torch.float32, device=values.device).reshape(1, 3, 1, 1)
+        return (values - mean) / std
+
 
 __all__ = ["MRMImageProcessor", "load_mask", "load_radiograph", "to_grayscale"]
 
