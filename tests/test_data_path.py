@@ -140,3 +140,23 @@ def test_decoding_a_large_jpeg_keeps_its_original_size(processor):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (1200, 1000), dtype=np.uint8))
     decoded = DecodeTransform(size=256)({"image": {"bytes": jpeg_bytes(image), "path": None}})
     assert decoded["decoded_images"].shape == (256, 256) and decoded["original_sizes"].tolist() == [1200, 1000]
+
+
+@pytest.mark.parametrize("script", ["trainer", "accelerate"])
+def test_scripts_pretrain_on_prepared_records_with_augmentation_on_the_device(script, tmp_path, capsys, monkeypatch):
+    from test_pretraining_scripts import SCRIPTS, TINY, train_log
+
+    from mrm_hf.data import make_demo_dataset_dict
+    from mrm_hf.data.prepare import prepare_records
+
+    records = make_demo_dataset_dict(num_train=16, num_validation=8, image_size=64, seed=0)
+    prepare_records(records, tmp_path / "records", short_side=48, num_proc=1)
+    calls = []
+    original = DeviceAugmentation.__call__
+    monkeypatch.setattr(DeviceAugmentation, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    output_dir = tmp_path / "run"
+    args = [*TINY, "--dataset", "disk", "--data_dir", str(tmp_path / "records"), "--augment_on_device", "true"]
+    SCRIPTS[script].main([*args, "--decode_size", "40", "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(output_dir)])
+    logs = train_log(script, output_dir, capsys)
+    assert len(logs) == 2 and all(np.isfinite(entry["loss"]) for entry in logs)
+    assert len(calls) == 2 * 2  # two micro-batches per step (effective batch 8, 4 per step), on every one
