@@ -148,7 +148,12 @@ def script_records(folder: str, tokenizer, **data_options):
 def batched_rate(dataset, count: int, batch: int) -> float:
     """Images/s of dataset[i:i+batch] (one DataLoader fetch) over `count` images."""
     batch = min(batch, count)
-    return batch * rate(lambda i: dataset[(i * batch) % len(dataset) : (i * batch) % len(dataset) + batch], count // batch)
+
+    def fetch(index):
+        start = (index * batch) % len(dataset)
+        return dataset[start : start + batch]
+
+    return batch * rate(fetch, count // batch)
 
 
 def on_device_rates(folder: str, tokenizer, count: int, batch: int, device: torch.device):
@@ -203,14 +208,15 @@ def main(argv=None):
         (SHARED / "data" / "nih14" / "images_fullres").glob("000000*.png")
     )
     if not sources:
-        raise FileNotFoundError(f"No source radiographs: expected {SHARED}/data/nih14/images_fullres or --source_images")
+        raise FileNotFoundError(f"No radiographs: expected {SHARED}/data/nih14/images_fullres or --source_images")
     tokenizer = load_published_tokenizer(SHARED / "reference" / "mimic_wordpiece.json")
     device = torch.device(args.device)
     code = Path(pretraining.__file__).resolve().parent.parent
     print(f"mrm-hf code: {code}; torch {torch.__version__}; one thread per row; device {device}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = make_inputs(Path(tmp), sources, max(args.images, args.batch_size * 4))
+        # Enough records for every row and for the DataLoader's warm-up and timed batches within one epoch.
+        inputs = make_inputs(Path(tmp), sources, max(args.images, args.batch_size * (args.loader_batches + 1)))
         published = published_pipeline()
         rows = []
         for name in ("full-size JPEG", "512 px JPEG"):

@@ -168,7 +168,8 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=32, help="per step (published: 32 per GPU)")
     parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps")
     parser.add_argument("--warmup_steps", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="bf16" if torch.cuda.is_available() else "fp32")
+    default_precision = "bf16" if torch.cuda.is_available() else "fp32"
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=default_precision)
     parser.add_argument("--peak_tflops", type=float, help="the device's peak TFLOP/s at this precision, for MFU")
     parser.add_argument("--attn_implementation", choices=("sdpa", "eager"), default="sdpa")
     parser.add_argument("--gradient_checkpointing", action="store_true")

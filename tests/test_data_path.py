@@ -153,10 +153,12 @@ def test_scripts_pretrain_on_prepared_records_with_augmentation_on_the_device(sc
     prepare_records(records, tmp_path / "records", short_side=48, num_proc=1)
     calls = []
     original = DeviceAugmentation.__call__
-    monkeypatch.setattr(DeviceAugmentation, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    spy = lambda self, *a, **k: calls.append(1) or original(self, *a, **k)  # noqa: E731
+    monkeypatch.setattr(DeviceAugmentation, "__call__", spy)
     output_dir = tmp_path / "run"
     args = [*TINY, "--dataset", "disk", "--data_dir", str(tmp_path / "records"), "--augment_on_device", "true"]
-    SCRIPTS[script].main([*args, "--decode_size", "40", "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(output_dir)])
+    args += ["--decode_size", "40", "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(output_dir)]
+    SCRIPTS[script].main(args)
     logs = train_log(script, output_dir, capsys)
     assert len(logs) == 2 and all(np.isfinite(entry["loss"]) for entry in logs)
     assert len(calls) == 2 * 2  # two micro-batches per step (effective batch 8, 4 per step), on every one

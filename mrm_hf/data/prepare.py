@@ -220,7 +220,9 @@ def prepare_records(
     print(f"Prepared {summary} records in {output_dir}.")
     if skipped:
         details = ", ".join(f"{reason}: {count}" for reason, count in sorted(counts.items()))
-        message = f"Left out {len(skipped)} of {total} images that could not be read ({details}); see {output_dir / REPORT}."
+        message = (
+            f"Left out {len(skipped)} of {total} images that could not be read ({details}); see {output_dir / REPORT}"
+        )
         logger.warning(message)
         print(message)
     return load_from_disk(str(output_dir))
