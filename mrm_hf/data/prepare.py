@@ -228,7 +228,8 @@ def prepare_records(
     return load_from_disk(str(output_dir))
 
 
-def main(argv: list[str] | None = None) -> DatasetDict:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of `python -m mrm_hf.data.prepare`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--mimic_root", help="MIMIC-CXR-JPG root (split, metadata CSVs and files/).")
@@ -245,7 +246,11 @@ def main(argv: list[str] | None = None) -> DatasetDict:
     parser.add_argument("--shard_size", type=int, default=500, help="Records per shard (the unit of resuming).")
     parser.add_argument("--num_proc", type=int, default=os.cpu_count(), help="Processes (default: all cores).")
     parser.add_argument("--keep_shards", action="store_true", help="Keep the shards folder after joining it.")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> DatasetDict:
+    args = parse_arguments(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     # Images are checked here, while they are decoded, not by the loaders.
