@@ -9,7 +9,12 @@ The data are random tensors already in memory (a 448 px view, a 100-token report
 so the numbers measure the model, the optimiser and the training framework, not image decoding. Samples/s counts
 the timed steps only (after the warm-up steps); peak memory is the accelerator's peak allocation, or the process's
 peak resident memory on CPU. Each path runs in its own process, with the same model, batch, AdamW settings and
-precision.
+precision. On a GPU the precision defaults to bf16.
+
+Model FLOPs utilisation: the FLOPs of one training step's forward and backward pass per sample, counted by
+`torch.utils.flop_counter.FlopCounterMode` (matrix products and attention; the optimiser is not counted), times
+samples/s, over the device's peak (`--peak_tflops`, or the dense bf16/fp16 peak of a known GPU); achieved TFLOP/s
+is printed always.
 """
 
 import argparse
@@ -46,6 +51,34 @@ class RandomRecords(torch.utils.data.Dataset):
             "attention_mask": torch.ones_like(self.input_ids[index]),
             "labels": self.labels[index],
         }
+
+
+# Dense bf16/fp16 tensor-core peaks (TFLOP/s) by device-name fragment; fp32 uses --peak_tflops.
+PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
+
+
+def flops_per_sample(model, dataset, device, precision: str) -> float:
+    """FLOPs of one forward and backward pass per sample, on a batch of 2 (counted, not timed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.to(device).train()
+    batch = {k: torch.stack([dataset[i][k] for i in range(2)]).to(device) for k in dataset[0]}
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
+def peak_tflops(device: torch.device, precision: str, given: float | None) -> float | None:
+    if given:
+        return given
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for fragment, peak in PEAK_TFLOPS.items() if fragment in name), None)
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -135,7 +168,9 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=32, help="per step (published: 32 per GPU)")
     parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps")
     parser.add_argument("--warmup_steps", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    default_precision = "bf16" if torch.cuda.is_available() else "fp32"
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=default_precision)
+    parser.add_argument("--peak_tflops", type=float, help="the device's peak TFLOP/s at this precision, for MFU")
     parser.add_argument("--attn_implementation", choices=("sdpa", "eager"), default="sdpa")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--paths", default="trainer,accelerate", help="which of trainer,accelerate to run")
@@ -160,13 +195,17 @@ def main(argv=None):
         f"{args.attn_implementation}{', gradient checkpointing' if args.gradient_checkpointing else ''}, "
         f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch {torch.__version__}"
     )
-    print(f"{'path':<12}{'samples/s':>12}{'peak memory (GiB)':>20}")
+    print(f"{'path':<12}{'samples/s':>12}{'peak memory (GiB)':>20}{'TFLOP/s':>10}{'MFU':>8}")
     torch.manual_seed(0)
     model = MRMForPreTraining(config)
     model.set_attn_implementation(args.attn_implementation)
+    flops = flops_per_sample(model, dataset, device, args.precision)
     runs = {"trainer": run_trainer, "accelerate": run_accelerate}
     samples_per_second, memory = runs[paths[0]](model, dataset, args, device)
-    print(f"{paths[0]:<12}{samples_per_second:>12.2f}{memory:>20.2f}", flush=True)
+    achieved = flops * samples_per_second / 1e12
+    peak = peak_tflops(device, args.precision, args.peak_tflops)
+    mfu = f"{100 * achieved / peak:>7.1f}%" if peak else f"{'n/a':>8}"
+    print(f"{paths[0]:<12}{samples_per_second:>12.2f}{memory:>20.2f}{achieved:>10.3g}{mfu}", flush=True)
     return 0
 
 

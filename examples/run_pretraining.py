@@ -26,6 +26,7 @@ from mrm_hf.pretraining import (
     MRMPreTrainer,
     PretrainingArguments,
     derive_schedule,
+    device_augmentation,
     figure_samples,
     image_processor_for,
     load_model,
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=tokenizer,
         callbacks=[SaveImageProcessor(image_processor)],
         decay_tokens=training_args.decay_tokens,
+        device_augmentation=device_augmentation(model, image_processor, data_args),
         model_card=lambda folder: write_model_card(
             folder,
             MODEL_CARD_TEMPLATE,

@@ -34,6 +34,7 @@ from mrm_hf.pretraining import (
     PretrainingArguments,
     accumulate_gradients,
     derive_schedule,
+    device_augmentation,
     figure_samples,
     image_processor_for,
     load_model,
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)
+    augment = device_augmentation(model, image_processor, data_args)  # None unless --augment_on_device
 
     loader_options = dict(collate_fn=collator, num_workers=args.dataloader_num_workers)
     train_loader = DataLoader(records["train"], shuffle=True, batch_size=args.per_device_train_batch_size, **loader_options)
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_loader.set_epoch(epoch)
         batches = iter(accelerator.skip_first_batches(train_loader, skip_batches) if epoch == start_epoch else train_loader)
         while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
+            if augment is not None:  # --augment_on_device: decoded images become pixel values here
+                group = [augment(batch) for batch in group]
             # Each loss normalised by its own count over the whole accumulated batch of every process: exact.
             step_loss, parts = accumulate_gradients(model, group, accelerator)
             for part in parts:

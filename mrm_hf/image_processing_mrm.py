@@ -521,6 +521,21 @@ class MRMImageProcessor(PilBackend):
             processed = self.pad(processed, pad_size=pad_size)
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 
+    def grayscale_to_pixel_values(self, grays: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) grayscale crops already resized elsewhere (uint8 0..255, or float in [0, 1]) as (N, 3, H, W)
+        float32 pixel values: the last two steps of `preprocess` only, channels replicated and (with do_normalize)
+        normalised, on the tensor's own device. The training transforms and the on-device augmentation end here."""
+        if grays.dim() != 3:
+            raise ValueError(f"expected grayscale crops of shape (N, H, W); found the shape {tuple(grays.shape)}")
+        values = grays.float() / 255.0 if grays.dtype == torch.uint8 else grays.float()
+        if not self.do_normalize:
+            return values.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+        # Channel by channel into one output: about half the time of a broadcast over the replicated channels.
+        output = values.new_empty(values.shape[0], 3, *values.shape[1:])
+        for channel, (mean, std) in enumerate(zip(self.image_mean, self.image_std)):
+            torch.sub(values, float(np.float32(mean)), out=output[:, channel]).div_(float(np.float32(std)))
+        return output
+
 
 __all__ = ["MRMImageProcessor", "load_mask", "load_radiograph", "to_grayscale"]
 

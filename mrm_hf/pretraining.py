@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import DatasetDict, load_from_disk
+from datasets import DatasetDict, Image as ImageFeature, load_from_disk
 from PIL import Image, ImageDraw
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
@@ -22,7 +22,7 @@ from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForPreTraining
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
 from .training import decay_parameter_names
-from .transforms import PretrainingTransform
+from .transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform
 
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,21 @@ class DataArguments:
         default=False, metadata={"help": "Reproduce the published masking loop's quirks (last position never masked)."}
     )
     strict: bool = field(default=False, metadata={"help": "Stop at the first unusable record instead of skipping it."})
+    fast_decode: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode 8-bit JPEGs (and prepared records) only as finely as the crop needs, in grayscale; "
+            "--fast_decode false decodes each image in full first, the exact path (see mrm_hf/transforms.py)."
+        },
+    )
+    augment_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "DataLoader workers only decode images to --decode_size squares of uint8; the random crop, resize, "
+            "flip and normalisation run batched on the training device, with the same boxes as the CPU path."
+        },
+    )
+    decode_size: int = field(default=512, metadata={"help": "Side of the decoded images under --augment_on_device."})
     num_figure_samples: int = field(default=4, metadata={"help": "Samples in the reconstruction figure."})
 
 
@@ -341,11 +356,22 @@ def image_processor_for(model: MRMForPreTraining, model_args: ModelArguments) ->
 def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments):
     """Attach the augmentations (random on train, deterministic on validation) and build the masking collator."""
     size = model.config.reconstruction_size
-    records["train"].set_transform(
-        PretrainingTransform(
-            image_processor, size=size, scale=(data_args.crop_min_scale, 1.0), hflip=data_args.hflip_probability
+    if data_args.fast_decode or data_args.augment_on_device:
+        for name, split in records.items():  # images reach the transforms undecoded, so JPEGs can be drafted
+            if isinstance(split.features.get("image"), ImageFeature) and split.features["image"].decode:
+                records[name] = split.cast_column("image", ImageFeature(decode=False))
+    if data_args.augment_on_device:
+        records["train"].set_transform(DecodeTransform(data_args.decode_size))
+    else:
+        records["train"].set_transform(
+            PretrainingTransform(
+                image_processor,
+                size=size,
+                scale=(data_args.crop_min_scale, 1.0),
+                hflip=data_args.hflip_probability,
+                fast_decode=data_args.fast_decode,
+            )
         )
-    )
     if "validation" in records:
         records["validation"].set_transform(PretrainingTransform(image_processor, size=size, train=False))
     if tokenizer is None:  # --image_only
@@ -361,8 +387,23 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """The batch of image-only pre-training: the stacked `pixel_values`, nothing of the reports."""
-    return {"pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])}
+    """The batch of image-only pre-training: the stacked `pixel_values` (or, under --augment_on_device, the decoded
+    images and their sizes), nothing of the reports."""
+    keys = [key for key in ("pixel_values", "decoded_images", "original_sizes") if key in examples[0]]
+    return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in keys}
+
+
+def device_augmentation(model, image_processor, data_args: DataArguments) -> DeviceAugmentation | None:
+    """Under --augment_on_device, the batched crop, resize, flip and normalisation that turn the collated
+    `decoded_images` into `pixel_values` on the training device; else None."""
+    if not data_args.augment_on_device:
+        return None
+    return DeviceAugmentation(
+        image_processor,
+        size=model.config.reconstruction_size,
+        scale=(data_args.crop_min_scale, 1.0),
+        hflip=data_args.hflip_probability,
+    )
 
 
 def figure_samples(records: DatasetDict, model, image_processor, count: int) -> torch.Tensor:
@@ -457,7 +498,8 @@ def accumulation_counts(micro_batches: list[dict], gather, device) -> torch.Tens
 
     `gather` is `Accelerator.gather`. These are the divisors of `accumulated_loss`.
     """
-    images = torch.tensor(sum(len(batch["pixel_values"]) for batch in micro_batches), device=device)
+    images = sum(len(batch["pixel_values" if "pixel_values" in batch else "decoded_images"]) for batch in micro_batches)
+    images = torch.tensor(images, device=device)
     tokens = sum(
         ((batch["labels"] != -100).sum().to(device) for batch in micro_batches if batch.get("labels") is not None),
         torch.tensor(0, device=device),
@@ -510,9 +552,10 @@ class MRMPreTrainer(Trainer):
     # `compute_loss` normalises over the whole accumulated batch itself (`accumulated_loss`).
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, decay_tokens: bool = False, model_card=None, **kwargs):
+    def __init__(self, *args, decay_tokens: bool = False, model_card=None, device_augmentation=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.decay_tokens = decay_tokens
+        self.device_augmentation = device_augmentation  # decoded images -> pixel_values on the device
         self.model_card = model_card  # called with the output folder to write README.md
         self._components = {split: RunningMeans(("image_loss", "report_loss")) for split in ("train", "eval")}
         if not self.model.config.use_report_branch:
@@ -528,6 +571,8 @@ class MRMPreTrainer(Trainer):
         return batches, accumulation_counts(batches, self.accelerator.gather, device) if batches else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.device_augmentation is not None and "decoded_images" in inputs:
+            inputs = self.device_augmentation(inputs)
         outputs = model(**inputs)
         if num_items_in_batch is None:  # evaluation: the batch's own loss
             loss = outputs.loss

@@ -261,6 +261,11 @@ def test_documented_command_for_other_hardware_or_data_parses(command):
 
         launched = get_args_parser().parse_args(tokens[1:])
         script, arguments = launched.training_script, launched.training_script_args
+    elif tokens[:3] == ["python", "-m", "mrm_hf.data.prepare"]:
+        from mrm_hf.data.prepare import parse_arguments
+
+        parse_arguments(tokens[3:])
+        return
     else:
         assert tokens[0] == "python", command
         script, arguments = tokens[1], tokens[2:]

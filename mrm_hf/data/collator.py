@@ -156,6 +156,9 @@ class DataCollatorForMRM:
         }
         if "pixel_values" in examples[0]:
             batch["pixel_values"] = torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])
+        for key in ("decoded_images", "original_sizes"):  # --augment_on_device: augmented later, on the device
+            if key in examples[0]:
+                batch[key] = torch.stack([torch.as_tensor(e[key]) for e in examples])
         return batch
 
     def _encode(self, examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

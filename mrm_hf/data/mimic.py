@@ -434,6 +434,14 @@ def load_training_csv(
 # ---- resized copy ---------------------------------------------------------------------------------------------------
 
 
+def short_side_size(width: int, height: int, short_side: int) -> tuple[int, int] | None:
+    """The (width, height) that brings the short side down to `short_side`, keeping the aspect; None if no larger."""
+    scale = short_side / min(width, height)
+    if scale >= 1:
+        return None
+    return (short_side, round(height * scale)) if width <= height else (round(width * scale), short_side)
+
+
 def _resize_one(job: tuple[str, str], short_side: int, quality: int, overwrite: bool) -> str | None:
     """Write `job`'s source with its short side at most `short_side`; return the problem, if any."""
     source, target = job
@@ -444,10 +452,8 @@ def _resize_one(job: tuple[str, str], short_side: int, quality: int, overwrite: 
         return problem
     try:
         with PILImage.open(source) as image:
-            width, height = image.size
-            scale = short_side / min(width, height)
-            if scale < 1:
-                size = (short_side, round(height * scale)) if width <= height else (round(width * scale), short_side)
+            size = short_side_size(*image.size, short_side)
+            if size is not None:
                 image = image.resize(size, PILImage.Resampling.BICUBIC)
             else:
                 image.load()
