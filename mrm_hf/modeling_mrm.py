@@ -858,7 +858,7 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
     @can_return_tuple
     @filter_output_hidden_states
     @capture_outputs(tie_last_hidden_states=False)
-    def forward(self, pixel_values: torch.Tensor, **kwargs) -> BackboneOutput:
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
         r"""
         pixel_values: (batch, channels, height, width) normalised images; sides multiples of the patch size.
         Returns `feature_maps`, one (batch, hidden_size, h, w) map per out_feature, after the neck.
