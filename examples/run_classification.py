@@ -32,6 +32,7 @@ from mrm_hf.data import label_names
 from mrm_hf.finetuning import (
     ClassificationCollator,
     ClassificationTrainer,
+    card_eval_results,
     card_results,
     image_processor_for,
     json_safe_metrics,
@@ -42,6 +43,7 @@ from mrm_hf.finetuning import (
     prepare,
     printable_metrics,
     problem_type_of,
+    processing_class_for,
     write_predictions,
 )
 from mrm_hf.metrics import make_compute_metrics
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         data_collator=ClassificationCollator(problem_type),
-        processing_class=image_processor,
+        processing_class=processing_class_for(model, model_args.model_name_or_path, image_processor),
         compute_metrics=make_compute_metrics(class_names, problem_type),
         layer_decay=model_args.layer_decay,
         model_card=lambda folder: write_model_card(
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             MODEL_CARD_TEMPLATE,
             metrics=card_results(results, class_names)[1],
             results_split=card_results(results, class_names)[0],
+            eval_results=card_eval_results(results, class_names, data_args.dataset),
             **model_card_fields(model, model_args, data_args, training_args, len(data["train"])),
         ),
     )

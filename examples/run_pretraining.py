@@ -18,7 +18,7 @@ Any argument of `--args_file` can be overridden on the command line after it.
 import logging
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainerCallback, set_seed
+from transformers import HfArgumentParser, set_seed
 
 from mrm_hf.pretraining import (
     DataArguments,
@@ -37,22 +37,12 @@ from mrm_hf.pretraining import (
     resolve_checkpoint,
     save_reconstruction_figure,
 )
+from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.training import check_hub_access, setup_logging, write_model_card
 
 
 logger = logging.getLogger(__name__)
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
-
-
-class SaveImageProcessor(TrainerCallback):
-    """Save the image processor in every checkpoint, beside the model and the tokenizer."""
-
-    def __init__(self, image_processor):
-        self.image_processor = image_processor
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.image_processor.save_pretrained(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -85,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
+    processor = processor_for_model(model, tokenizer, image_processor)  # saved in every checkpoint by Trainer
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)
 
     results = {}
@@ -94,8 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=records["train"],
         eval_dataset=records.get("validation"),
         data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[SaveImageProcessor(image_processor)],
+        processing_class=processor,
         decay_tokens=training_args.decay_tokens,
         device_augmentation=device_augmentation(model, image_processor, data_args),
         model_card=lambda folder: write_model_card(
@@ -113,7 +103,6 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_metrics("all", results)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        image_processor.save_pretrained(training_args.output_dir)
         samples = figure_samples(records, model, image_processor, data_args.num_figure_samples)
         figure = save_reconstruction_figure(
             model, samples, image_processor, Path(training_args.output_dir) / "reconstruction.png"

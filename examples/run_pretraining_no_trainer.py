@@ -46,6 +46,8 @@ from mrm_hf.pretraining import (
     resolve_checkpoint,
     save_reconstruction_figure,
 )
+from mrm_hf.processing_mrm import processor_for_model
+from mrm_hf.report_filling import report_loss_by_image
 from mrm_hf.training import check_hub_access, parameter_groups, write_model_card
 
 
@@ -55,14 +57,17 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 
 
 def evaluate(model, loader, accelerator) -> dict[str, float]:
-    """Mean eval loss and its image and report parts over the validation records."""
+    """Mean eval loss and its image and report parts over the validation records, and whether the report branch reads
+    the image (the report loss with each record's own image, none, and another record's)."""
     model.eval()
     running = RunningMeans(LOSSES)
     with torch.no_grad():
         for batch in loader:
             running.add(model(**batch))
+    with accelerator.autocast():
+        losses = {**running.means(accelerator), **report_loss_by_image(accelerator.unwrap_model(model), loader, accelerator)}
     model.train()
-    return {f"eval_{k}": v for k, v in running.means(accelerator).items()}
+    return {f"eval_{k}": v for k, v in losses.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
+    processor = processor_for_model(model, tokenizer, image_processor)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args)
     augment = device_augmentation(model, image_processor, data_args)  # None unless --augment_on_device
 
@@ -174,8 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
             if save_every and completed_steps % save_every == 0:
                 folder = output_dir / f"step_{completed_steps}"
                 accelerator.save_state(str(folder))
-                if accelerator.is_main_process and tokenizer is not None:
-                    tokenizer.save_pretrained(folder)  # a resumed run must reuse this vocabulary
+                if accelerator.is_main_process:
+                    processor.save_pretrained(folder)  # a resumed run must reuse this vocabulary
         if eval_loader is not None and args.eval_strategy != "no":
             metrics = evaluate(model, eval_loader, accelerator)
             accelerator.log(metrics, step=completed_steps)
@@ -189,9 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(output_dir)
-        image_processor.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
         samples = figure_samples(records, unwrapped, image_processor, data_args.num_figure_samples)
         save_reconstruction_figure(unwrapped, samples, image_processor, output_dir / "reconstruction.png")
         results = {**metrics, "train_steps": completed_steps}

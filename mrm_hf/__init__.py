@@ -7,6 +7,7 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoProcessor,
     AutoVideoProcessor,
 )
 from transformers.utils import is_torchvision_available
@@ -14,6 +15,8 @@ from transformers.utils import is_torchvision_available
 from .configuration_mrm import MRMConfig
 from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMBackbone, MRMForImageClassification, MRMForPreTraining, MRMModel, MRMPreTrainedModel
+from .processing_mrm import MRMProcessor
+from .report_filling import fill_report
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
 
 
@@ -28,6 +31,7 @@ AutoBackbone.register(MRMConfig, MRMBackbone, exist_ok=True)
 AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True
 )
+AutoProcessor.register(MRMConfig, MRMProcessor, exist_ok=True)
 # MRM has no video processor. Saying so keeps pipelines, which look for one, from inferring "MRMVideoProcessor"
 # from the image processor's auto_map and prompting to run custom code that does not exist. AutoVideoProcessor exists
 # only with torchvision, which mrm_hf does not need (its transforms are PIL/torch); without it, pipelines find no video
@@ -43,6 +47,8 @@ __all__ = [
     "MRMBackbone",
     "MRMPreTrainedModel",
     "MRMImageProcessor",
+    "MRMProcessor",
+    "fill_report",
     "load_published_tokenizer",
     "train_report_tokenizer",
 ]

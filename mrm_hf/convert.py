@@ -1,6 +1,7 @@
 """Convert the published MRM checkpoints to Hugging Face checkpoints.
 
-    python -m mrm_hf.convert --checkpoint MRM.pth --output-dir mrm-base
+    python -m mrm_hf.convert --checkpoint MRM.pth --output-dir mrm-base --tokenizer mimic_wordpiece.json
+    python -m mrm_hf.convert --to timm --checkpoint mrm-base --output-dir mrm-base-timm
 
 Three published formats are recognised from their keys:
 - `pretraining`: the MRM pre-training checkpoint (`MRM.pth`: encoder, MAE decoder, BERT, `bert_mlp`)
@@ -26,6 +27,7 @@ import torch
 
 from .configuration_mrm import MRMConfig
 from .modeling_mrm import MRMForImageClassification, MRMForPreTraining, MRMModel
+from .processing_mrm import encoder_image_processor, processor_for_model
 
 
 logger = logging.getLogger(__name__)
@@ -385,8 +387,10 @@ def convert_checkpoint(
     config: MRMConfig | None = None,
     label_names: list[str] | None = None,
     overwrite: bool = False,
+    tokenizer: str | Path | None = None,
 ):
-    """Convert a published checkpoint file and save the HF model (safetensors + code for trust_remote_code)."""
+    """Convert a published checkpoint file and save the HF model (safetensors + code for trust_remote_code), its image
+    processor and, with `tokenizer`, the report tokenizer and the MRMProcessor."""
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise ConversionError(f"{output_dir} exists and is not empty; pass --overwrite to replace its files.")
@@ -404,7 +408,9 @@ def convert_checkpoint(
             raise ConversionError(f"Got {len(label_names)} label names for a checkpoint with {found} outputs.")
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    processing = processing_for(model, tokenizer)
     model.save_pretrained(output_dir)
+    processing.save_pretrained(output_dir)
     return model
 
 
@@ -438,6 +444,29 @@ def read_config(path: str | Path) -> MRMConfig:
         raise ConversionError(f"--config {path} does not make a valid MRMConfig: {error}") from error
 
 
+def processing_for(model, tokenizer: str | Path | None = None):
+    """What a converted folder carries beside the model: the image processor of the view the model takes or, given the
+    report tokenizer (the published `mimic_wordpiece.json` or a tokenizer folder), the `MRMProcessor` of both."""
+    image_processor = encoder_image_processor(model.config.image_size)
+    if tokenizer is None:
+        return image_processor
+    from transformers import AutoTokenizer
+
+    from .tokenization_mrm import load_published_tokenizer
+
+    path = Path(tokenizer)
+    if path.is_file():
+        loaded = load_published_tokenizer(path)
+    elif path.is_dir():
+        loaded = AutoTokenizer.from_pretrained(path)
+    else:
+        raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer file or folder there.")
+    if hasattr(model, "report_branch") and len(loaded) > model.config.report_vocab_size:
+        raise ConversionError(f"--tokenizer {tokenizer} has {len(loaded)} tokens; the checkpoint's report vocabulary "
+                              f"only {model.config.report_vocab_size}.")
+    return processor_for_model(model, loaded, image_processor)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mrm_hf.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="published .pth/.bin/.safetensors file")
@@ -446,12 +475,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config.json with non-published sizes (e.g. head counts); shapes are read off the weights")
     parser.add_argument("--label-names", help="comma-separated class names of a classifier, in output order")
     parser.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
+    parser.add_argument("--tokenizer", help="the report tokenizer to ship with the model: mimic_wordpiece.json or a "
+                        "tokenizer folder; the folder then also holds the MRMProcessor")
+    parser.add_argument("--to", choices=("hf", "timm"), default="hf", help="hf: a Hugging Face folder from a published "
+                        "checkpoint; timm: timm's ViT layout and Hub format from any MRM folder (encoder or classifier)")
     args = parser.parse_args(argv)
+    if args.to == "timm":
+        from .timm_export import export_to_timm
+
+        try:
+            model, _ = export_to_timm(args.checkpoint, args.output_dir, args.overwrite)
+        except (ConversionError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Wrote timm's ViT equivalent of {type(model).__name__} to {args.output_dir}")
+        return 0
 
     labels = [name.strip() for name in args.label_names.split(",")] if args.label_names else None
     try:
         config = read_config(args.config) if args.config else None
-        model = convert_checkpoint(args.checkpoint, args.output_dir, args.kind, config, labels, args.overwrite)
+        model = convert_checkpoint(args.checkpoint, args.output_dir, args.kind, config, labels, args.overwrite, args.tokenizer)
     except (ConversionError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,12 +18,13 @@ from typing import Literal
 
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Image, List, load_dataset
-from transformers import AutoConfig, HfArgumentParser, Trainer, TrainingArguments
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments
 
 from .configuration_mrm import MRMConfig
 from .data.classification import load_chexpert, load_covid, load_csv, load_nih, load_rsna
 from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForImageClassification
+from .processing_mrm import encoder_image_processor, processor_for_model
 from .transforms import FineTuningTransform
 
 
@@ -440,8 +441,19 @@ def freeze_for_linear_probe(model: MRMForImageClassification) -> list[str]:
 
 def image_processor_for(model: MRMForImageClassification) -> MRMImageProcessor:
     """The published evaluation view (short side, then centre crop) at the model's input size."""
-    size = model.config.image_size
-    return MRMImageProcessor(mode="evaluation", size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return encoder_image_processor(model.config.image_size)
+
+
+def processing_class_for(model: MRMForImageClassification, source: str | None, image_processor: MRMImageProcessor):
+    """What the fine-tuned folder carries: an MRMProcessor when the source checkpoint has a report tokenizer (so the
+    folder stays a complete MRM record model), else (a random initialisation too) the image processor alone."""
+    if source is None or (Path(source).is_dir() and not (Path(source) / "tokenizer.json").is_file()):
+        return image_processor
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        return image_processor
+    return processor_for_model(model, tokenizer, image_processor)
 
 
 # ---- optimisation ----------------------------------------------------------------------------------------------------
@@ -594,8 +606,9 @@ def model_card_fields(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         license="mit",
-        datasets=[HUB_DATASET_NAMES[data_args.dataset]] if data_args.dataset in HUB_DATASET_NAMES else None,
-        tags=["image-classification", data_args.dataset],
+        # None of these datasets is on the Hub under these names: tags name them without linking a missing page.
+        tags=["image-classification", data_args.dataset, *([HUB_DATASET_NAMES[data_args.dataset]]
+                                                           if data_args.dataset in HUB_DATASET_NAMES else [])],
         pipeline_tag="image-classification",
         base_model=base_model,
         source_model=model_args.model_name_or_path or "a random initialisation (no pre-training: the baseline)",
@@ -621,6 +634,20 @@ def model_card_fields(
             "model selection": f"best validation {training_args.metric_for_best_model}",
         },
     )
+
+
+def card_eval_results(metrics: dict, class_names: list[str], dataset: str) -> list:
+    """The card's `model-index`: the mean and per-class ROC-AUC of the split `card_results` reports."""
+    from huggingface_hub import EvalResult
+
+    split, results = card_results(metrics, class_names)
+    name = DATASET_DESCRIPTIONS.get(dataset, dataset).split(" (")[0]
+    return [
+        EvalResult(task_type="image-classification", dataset_type=HUB_DATASET_NAMES.get(dataset, dataset),
+                   dataset_name=name, dataset_split=split, metric_type="roc_auc", metric_name=metric,
+                   metric_value=value)
+        for metric, value in results.items() if value is not None
+    ]
 
 
 def card_results(metrics: dict, class_names: list[str]) -> tuple[str | None, dict]:
@@ -650,10 +677,12 @@ __all__ = [
     "load_model",
     "freeze_for_linear_probe",
     "image_processor_for",
+    "processing_class_for",
     "layer_decay_parameter_groups",
     "json_safe_metrics",
     "printable_metrics",
     "write_predictions",
     "model_card_fields",
     "card_results",
+    "card_eval_results",
 ]

@@ -1,7 +1,8 @@
-"""ROC-AUC for chest X-ray classification, the published metric (mean of the per-class AUCs), without scikit-learn.
+"""ROC-AUC for chest X-ray classification, the published metric (mean of the per-class AUCs), through `evaluate`.
 
-The AUC is the Mann-Whitney statistic with average ranks for ties, which equals scikit-learn's `roc_auc_score`.
-A class whose labels hold one value only has no AUC: it is NaN, left out of the mean, and named in a warning.
+The metric is the local module `metric_modules/roc_auc` (loaded by path, so offline), equal to scikit-learn's
+`roc_auc_score`. A class whose labels hold one value only has no AUC: it is NaN, left out of the mean, and named in a
+warning.
 
 `make_compute_metrics` gives Trainer a `compute_metrics` returning plain Python values, JSON-safe as Trainer writes
 them to `trainer_state.json`: an undefined per-class AUC is None (JSON null), not NaN. `mean_auc` is always a float so
@@ -9,7 +10,6 @@ that `metric_for_best_model="mean_auc"` can compare it; it is NaN only when no c
 """
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -36,71 +36,6 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(str(path), **kwargs)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of `values`, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
-def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve of 0/1 `labels` against `scores`; NaN when the labels hold one value only."""
-    labels, scores = np.asarray(labels).ravel(), np.asarray(scores, dtype=np.float64).ravel()
-    if labels.shape != scores.shape:
-        raise ValueError(f"Expected as many labels as scores; found {labels.size} labels and {scores.size} scores.")
-    values = np.unique(labels)
-    if not np.isin(values, (0, 1)).all():
-        raise ValueError(f"Expected binary labels 0 and 1; found the values {values[:10].tolist()}.")
-    if np.isnan(scores).any():
-        raise ValueError(f"Expected scores without NaN; found {int(np.isnan(scores).sum())} NaN of {scores.size}.")
-    positive = labels == 1
-    n_positive = int(positive.sum())
-    n_negative = labels.size - n_positive
-    if n_positive == 0 or n_negative == 0:
-        return math.nan
-    rank_sum = _average_ranks(scores)[positive].sum()
-    return float((rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative))
-
-
-def per_class_auc(labels, scores, class_names: Sequence[str]) -> dict[str, float]:
-    """`auc_<name>` for each class (column) of (N, C) 0/1 labels and scores, and `mean_auc` over the defined ones."""
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    if labels.ndim == 1 and len(class_names) == 1:
-        labels = labels[:, None]
-    if scores.ndim == 1 and len(class_names) == 1:
-        scores = scores[:, None]
-    if labels.ndim != 2 or labels.shape != scores.shape or labels.shape[1] != len(class_names):
-        raise ValueError(f"Expected labels and scores of one shape (N, {len(class_names)}) for the classes "
-                         f"{list(class_names)}; found {labels.shape} and {scores.shape}.")
-    if len(set(class_names)) != len(class_names):
-        raise ValueError(f"Expected distinct class names; found {list(class_names)}.")
-    metrics, undefined = {}, []
-    for column, name in enumerate(class_names):
-        try:
-            auc = roc_auc(labels[:, column], scores[:, column])
-        except ValueError as error:
-            raise ValueError(f"Class {name!r}: {error}") from None
-        if math.isnan(auc):
-            undefined.append(name)
-        metrics[f"auc_{name}"] = auc
-    defined = [auc for auc in metrics.values() if not math.isnan(auc)]
-    if undefined:
-        warnings.warn(
-            f"ROC-AUC is undefined for {undefined}: their labels hold one value only in these {labels.shape[0]} "
-            "samples. They are NaN and left out of mean_auc.",
-            UserWarning,
-            stacklevel=2,
-        )
-    if not defined:
-        warnings.warn("No class has a defined ROC-AUC: mean_auc is NaN.", UserWarning, stacklevel=2)
-    metrics["mean_auc"] = float(np.mean(defined)) if defined else math.nan
-    return metrics
-
-
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -118,6 +53,7 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
     if problem_type not in ("multi_label_classification", "single_label_classification"):
         raise ValueError("`problem_type` must be 'multi_label_classification' or 'single_label_classification'; "
                          f"found {problem_type!r}.")
+    roc_auc = load_metric("roc_auc")
 
     def compute_metrics(eval_pred) -> dict[str, float | None]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -130,17 +66,19 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
             raise ValueError(f"Expected logits with {len(class_names)} columns for the classes {class_names}; found "
                              f"the shape {logits.shape}.")
         if problem_type == "multi_label_classification":
-            metrics = per_class_auc(labels.reshape(logits.shape), logits, class_names)
+            metrics = roc_auc.compute(
+                predictions=logits, references=labels.reshape(logits.shape), class_names=class_names
+            )
         else:
             labels = labels.reshape(-1).astype(np.int64)
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= logits.shape[1]:
                 raise ValueError(f"Expected class ids 0 .. {logits.shape[1] - 1}; found {np.unique(labels)[:10]}.")
             scores = _log_softmax(logits)
             one_hot = labels[:, None] == np.arange(logits.shape[1])[None, :]
-            if logits.shape[1] == 2:
-                metrics = per_class_auc(one_hot[:, 1:], scores[:, 1:], class_names[1:])
-            else:
-                metrics = per_class_auc(one_hot, scores, class_names)
+            columns = slice(1, None) if logits.shape[1] == 2 else slice(None)
+            metrics = roc_auc.compute(
+                predictions=scores[:, columns], references=one_hot[:, columns], class_names=class_names[columns]
+            )
         return {k: None if math.isnan(v) and k != "mean_auc" else float(v) for k, v in metrics.items()}
 
     return compute_metrics

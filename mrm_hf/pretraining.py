@@ -20,6 +20,8 @@ from .configuration_mrm import MRMConfig
 from .data import DataCollatorForMRM, demo_report_texts, load_mimic_cxr, load_training_csv, make_demo_records
 from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForPreTraining
+from .processing_mrm import encoder_image_processor
+from .report_filling import report_loss_by_image
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
 from .training import decay_parameter_names
 from .transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform
@@ -346,11 +348,10 @@ def image_processor_for(model: MRMForPreTraining, model_args: ModelArguments) ->
     saved folder feed to `AutoModel`. Training makes its own pre-training view (`PretrainingTransform`, at the
     reconstruction size) from this processor's grayscale conversion and normalisation."""
     if model_args.model_name_or_path is not None:
-        path = Path(model_args.model_name_or_path) / "preprocessor_config.json"
-        if path.exists():
+        folder = Path(model_args.model_name_or_path)
+        if (folder / "preprocessor_config.json").exists() or (folder / "processor_config.json").exists():
             return MRMImageProcessor.from_pretrained(model_args.model_name_or_path)
-    size = model.config.image_size
-    return MRMImageProcessor(mode="evaluation", size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return encoder_image_processor(model.config.image_size)
 
 
 def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments):
@@ -442,8 +443,9 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
     return dict(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
-        datasets=["mimic-cxr-jpg"] if data_args.dataset == "mimic" else None,
-        tags=["synthetic-demo"] if data_args.dataset == "demo" else [],
+        # MIMIC-CXR-JPG is on PhysioNet, not on the Hub: a tag names it without linking a dataset page that does not
+        # exist.
+        tags={"demo": ["synthetic-demo"], "mimic": ["mimic-cxr-jpg"]}.get(data_args.dataset, []),
         base_model=base_model,
         image_size=config.image_size,
         reconstruction_size=config.reconstruction_size,
@@ -587,6 +589,16 @@ class MRMPreTrainer(Trainer):
             if loss_key in logs:
                 logs.update({prefix + k: v for k, v in self._components[split].means(self.accelerator).items()})
         super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The evaluation, plus whether the report branch reads the image (`<prefix>_report_loss_<own|zero|shuffled>
+        _image`, see `report_loss_by_image`)."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        with self.autocast_smart_context_manager():
+            losses = report_loss_by_image(self.accelerator.unwrap_model(self.model), dataloader, self.accelerator)
+        output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in losses.items()})
+        return output
 
     def create_model_card(self, **kwargs) -> None:
         if self.model_card is None:

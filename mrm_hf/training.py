@@ -78,9 +78,14 @@ def write_model_card(
     pipeline_tag: str = "image-feature-extraction",
     base_model: str | None = None,
     metrics: dict[str, float] | None = None,
+    eval_results: list | None = None,
     **fields,
 ) -> Path:
-    """Fill a model card template from `model_cards/` with Hub metadata and results; write it as README.md."""
+    """Fill a model card template from `model_cards/` with Hub metadata and results; write it as README.md.
+
+    `datasets` must hold Hub dataset ids only (the Hub links each); `eval_results` (huggingface_hub `EvalResult`s)
+    become the card's `model-index`, under `fields["model_name"]`.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     card_data = ModelCardData(
@@ -90,6 +95,8 @@ def write_model_card(
         tags=sorted({"mrm", "chest-x-ray", "medical-imaging", *(tags or [])}),
         pipeline_tag=pipeline_tag,
         base_model=base_model,
+        model_name=fields.get("model_name") if eval_results else None,
+        eval_results=eval_results or None,
     )
     results = {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v for k, v in (metrics or {}).items()}
     card = ModelCard.from_template(card_data, template_path=str(template_path), results=results, **fields)

@@ -290,3 +290,60 @@ def test_classifier_label_names_are_checked_and_stored(tmp_path, capsys):
     assert main([*args, "--output-dir", str(tmp_path / "good"), "--label-names", "COVID-19, other"]) == 0
     model = MRMForImageClassification.from_pretrained(tmp_path / "good")
     assert model.config.id2label == {0: "COVID-19", 1: "other"}
+
+
+def tiny_report_tokenizer(folder):
+    """A report tokenizer that fits the tiny reference's 60-token vocabulary, saved in `folder`."""
+    from mrm_hf.tokenization_mrm import train_report_tokenizer
+
+    tokenizer = train_report_tokenizer(["no pleural effusion", "small left effusion"] * 3, vocab_size=50)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def test_converted_folder_gives_the_encoders_features_through_the_pipeline(tmp_path):
+    from PIL import Image
+    from transformers import AutoProcessor, pipeline
+
+    from mrm_hf import MRMProcessor
+
+    make_published_checkpoint(tmp_path / "MRM.pth", tiny_reference(seed=4))
+    tiny_report_tokenizer(tmp_path / "tokenizer")
+    assert main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "hf"),
+                 "--config", write_tiny_config(tmp_path / "tiny.json"), "--tokenizer", str(tmp_path / "tokenizer")]) == 0
+
+    image = Image.effect_noise((50, 40), 60)
+    features = pipeline("image-feature-extraction", model=str(tmp_path / "hf"))(image, return_tensors=True)
+    processor = AutoProcessor.from_pretrained(tmp_path / "hf")
+    assert isinstance(processor, MRMProcessor) and processor.reconstruction_size == 64
+    encoder = MRMModel.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        expected = encoder(**processor(images=image, return_tensors="pt")).last_hidden_state
+    assert features.shape == (1, 17, 32)
+    torch.testing.assert_close(features, expected)
+    record = processor(images=image, text="no pleural [MASK]", return_tensors="pt")
+    pretraining = MRMForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    assert pretraining(**record).report_logits.shape == (1, 4, 60)
+
+
+def test_converted_folder_without_tokenizer_holds_the_encoders_image_processor(tmp_path):
+    from transformers import AutoImageProcessor
+
+    make_published_checkpoint(tmp_path / "MRM.pth", tiny_reference(seed=5))
+    config = write_tiny_config(tmp_path / "tiny.json")
+    assert main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "hf"), "--config", config]) == 0
+    image_processor = AutoImageProcessor.from_pretrained(tmp_path / "hf")
+    assert image_processor.crop_size == {"height": 32, "width": 32} and image_processor.mode == "evaluation"
+
+
+def test_converter_refuses_a_tokenizer_larger_than_the_report_vocabulary(tmp_path, capsys):
+    from mrm_hf.tokenization_mrm import train_report_tokenizer
+
+    train_report_tokenizer([f"word{i} effusion opacity" for i in range(200)], vocab_size=120).save_pretrained(
+        tmp_path / "big"
+    )
+    make_published_checkpoint(tmp_path / "MRM.pth", tiny_reference(seed=6))
+    code = main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "hf"),
+                 "--config", write_tiny_config(tmp_path / "tiny.json"), "--tokenizer", str(tmp_path / "big")])
+    assert code == 2 and "report vocabulary only 60" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()

@@ -1,4 +1,5 @@
 import csv
+import functools
 import json
 import math
 import warnings
@@ -7,12 +8,29 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from mrm_hf.metrics import make_compute_metrics, per_class_auc, roc_auc
+from mrm_hf.metrics import load_metric, make_compute_metrics
 
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference these tests compare to")
 NIH_LABELS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
               "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia"]
+
+
+@functools.cache
+def roc_auc_metric():
+    return load_metric("roc_auc")
+
+
+def roc_auc(labels, scores):
+    """The evaluate module's AUC of one class, as a one-column (N, 1) input."""
+    return per_class_auc(np.asarray(labels, float)[:, None], np.asarray(scores, float)[:, None], ["0"])["auc_0"]
+
+
+def per_class_auc(labels, scores, class_names):
+    """The evaluate module's per-class and mean AUC."""
+    return roc_auc_metric().compute(
+        predictions=np.asarray(scores, float), references=np.asarray(labels, float), class_names=class_names
+    )
 
 
 def sigmoid(x):
@@ -53,9 +71,9 @@ def test_auc_of_a_perfect_and_a_reversed_ranking():
 
 
 def test_auc_rejects_non_binary_labels_and_nan_scores():
-    with pytest.raises(ValueError, match=r"binary labels 0 and 1; found the values \[0, 1, 2\]"):
+    with pytest.raises(ValueError, match=r"Class '0': Expected binary labels 0 and 1; found the values \[0, 1, 2\]"):
         roc_auc([0, 1, 2], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="as many labels as scores; found 2 labels and 3 scores"):
+    with pytest.raises(ValueError, match=r"number of predictions \(3\) and references \(2\)"):
         roc_auc([0, 1], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match=r"Class 'Edema': Expected scores without NaN; found 1 NaN of 3"):
         per_class_auc([[0], [1], [1]], [[0.1], [np.nan], [0.2]], ["Edema"])
@@ -162,3 +180,13 @@ def test_compute_metrics_says_what_shape_it_expected():
         compute(EvalPrediction(np.zeros((4, 5)), np.zeros((4, 5))))
     with pytest.raises(ValueError, match="`problem_type` must be"):
         make_compute_metrics(NIH_LABELS, "regression")
+
+
+def test_the_roc_auc_module_takes_one_class_as_a_vector_and_equals_sklearn():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, size=300)
+    scores = rng.normal(size=300) + labels
+    metric = load_metric("roc_auc")  # a fresh instance: evaluate fixes the input format on the first call
+    metrics = metric.compute(predictions=scores, references=labels)
+    assert list(metrics) == ["auc_0", "mean_auc"]
+    assert abs(metrics["auc_0"] - sklearn_metrics.roc_auc_score(labels, scores)) < 1e-12

@@ -14,9 +14,9 @@ from huggingface_hub import HfApi, ModelCard, RepoUrl
 from huggingface_hub.utils import filter_repo_objects
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoImageProcessor, AutoModelForPreTraining, AutoTokenizer
+from transformers import AutoImageProcessor, AutoModelForPreTraining, AutoProcessor, AutoTokenizer
 
-from mrm_hf import MRMForPreTraining, MRMImageProcessor
+from mrm_hf import MRMForPreTraining, MRMImageProcessor, MRMProcessor
 from mrm_hf.pretraining import decay_parameter_names
 
 
@@ -58,13 +58,21 @@ SCRIPTS = {"trainer": run_pretraining, "accelerate": run_pretraining_no_trainer}
 CHECKPOINT = {"trainer": "checkpoint-3", "accelerate": "step_3"}
 
 
-def train_log(script: str, output_dir: Path, capsys) -> list[dict]:
-    """The per-step training logs of a run: Trainer's state, or the dicts the Accelerate loop printed."""
+def logged(script: str, output_dir: Path, capsys) -> list[dict]:
+    """Every log of a run: Trainer's log history, or the dicts the Accelerate loop printed."""
     if script == "trainer":
-        state = json.loads((output_dir / "trainer_state.json").read_text())
-        return [entry for entry in state["log_history"] if "loss" in entry]
+        return json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     printed = capsys.readouterr().out.splitlines()
-    return [eval(line) for line in printed if line.startswith("{'loss'")]  # noqa: S307 (our own printed dicts)
+    return [eval(line) for line in printed if line.startswith("{'")]  # noqa: S307 (our own printed dicts)
+
+
+def train_log(script: str, output_dir: Path, capsys) -> list[dict]:
+    """The per-step training logs of a run."""
+    return [entry for entry in logged(script, output_dir, capsys) if "loss" in entry]
+
+
+def figure_image() -> Image.Image:
+    return Image.new("L", (40, 30), 128)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -72,7 +80,8 @@ def test_script_pretrains_logs_both_losses_and_saves_a_loadable_folder(script, t
     output_dir = tmp_path / "run"
     SCRIPTS[script].main([*TINY, "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", "3"])
 
-    logs = train_log(script, output_dir, capsys)
+    entries = logged(script, output_dir, capsys)
+    logs = [entry for entry in entries if "loss" in entry]
     assert len(logs) == 6
     for entry in logs:
         assert {"loss", "image_loss", "report_loss"} <= set(entry)
@@ -87,6 +96,15 @@ def test_script_pretrains_logs_both_losses_and_saves_a_loadable_folder(script, t
     pixel_values = processor(Image.new("L", (80, 64), 128), return_tensors="pt")["pixel_values"]
     assert pixel_values.shape == (1, 3, 16, 16)
     assert model.image_encoder(pixel_values).last_hidden_state.shape == (1, 1 + 16, 32)
+    # One processor for the record: the pre-training view derives from the encoder's at reconstruction_size.
+    processor = AutoProcessor.from_pretrained(output_dir)
+    assert isinstance(processor, MRMProcessor) and processor.reconstruction_size == 32
+    inputs = processor(images=[figure_image(), figure_image()], text=["left effusion", "no [MASK]"], return_tensors="pt")
+    assert inputs["pixel_values"].shape == (2, 3, 32, 32) and model(**inputs).report_logits.shape[:2] == (2, 3)
+    evaluations = [entry for entry in entries if "eval_loss" in entry]
+    assert len(evaluations) >= 2
+    for entry in evaluations:
+        assert all(math.isfinite(entry[f"eval_report_loss_{name}_image"]) for name in ("own", "zero", "shuffled"))
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     assert len(tokenizer) == model.config.report_vocab_size and tokenizer("left effusion")["input_ids"][0] == 2
 
@@ -197,7 +215,8 @@ CODE_AND_WEIGHTS = {
     "configuration_mrm.py",
     "modeling_mrm.py",
     "image_processing_mrm.py",
-    "preprocessor_config.json",
+    "processing_mrm.py",
+    "processor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "README.md",
@@ -232,8 +251,9 @@ def test_push_to_hub_uploads_model_processor_tokenizer_code_and_card(script, tmp
     assert "someone/mrm-tiny" in card.text and "report_loss" in card.text
     config = json.loads((output_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_mrm.MRMForPreTraining"
-    processor = json.loads((output_dir / "preprocessor_config.json").read_text())
-    assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_mrm.MRMImageProcessor"
+    processor = json.loads((output_dir / "processor_config.json").read_text())
+    assert processor["auto_map"]["AutoProcessor"] == "processing_mrm.MRMProcessor"
+    assert processor["image_processor"]["auto_map"]["AutoImageProcessor"] == "image_processing_mrm.MRMImageProcessor"
 
 
 @pytest.mark.parametrize("script", ["run_pretraining.py", "run_pretraining_no_trainer.py", "run_classification.py"])

@@ -198,6 +198,29 @@ def test_model_card_has_hub_metadata_and_the_test_auc(nih_run):
     assert f"| mean AUC | {round(results['test_mean_auc'], 4)} |" in card
     assert "| AUC Hernia | undefined |" in card
     assert f"| AUC Atelectasis | {round(results['test_auc_Atelectasis'], 4)} |" in card
+    # The model-index holds the test results; no dataset page is linked that the Hub does not have.
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(out / "README.md").data
+    assert data.datasets is None and "http" not in card.replace("https://arxiv.org/abs/2301.13155", "")
+    index = {result.metric_name: result for result in data.eval_results}
+    assert index["mean AUC"].metric_value == pytest.approx(results["test_mean_auc"])
+    assert index["mean AUC"].dataset_split == "test" and index["mean AUC"].metric_type == "roc_auc"
+    assert "AUC Hernia" not in index and index["AUC Atelectasis"].metric_value == results["test_auc_Atelectasis"]
+
+
+def test_fine_tuned_folder_carries_the_processor_when_the_source_has_a_tokenizer(tmp_path):
+    from mrm_hf import MRMProcessor
+    from mrm_hf.finetuning import processing_class_for
+    from mrm_hf.tokenization_mrm import train_report_tokenizer
+
+    model = MRMForImageClassification(tiny_config(num_labels=2))
+    image_processor = MRMImageProcessor()
+    assert processing_class_for(model, save_tiny_mrm(tmp_path / "bare"), image_processor) is image_processor
+    train_report_tokenizer(["no pleural effusion"] * 3, vocab_size=40).save_pretrained(tmp_path / "bare")
+    processor = processing_class_for(model, str(tmp_path / "bare"), image_processor)
+    assert isinstance(processor, MRMProcessor) and processor.image_processor is image_processor
+    assert processor.reconstruction_size is None  # a classifier takes images only
 
 
 def test_model_card_names_a_hub_base_model_but_not_a_local_folder(tmp_path):
