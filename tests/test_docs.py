@@ -133,6 +133,17 @@ def run_convert(tokens: list[str], cwd: Path) -> None:
 
     arguments = tokens[3:]
     checkpoint = arguments[arguments.index("--checkpoint") + 1]
+    if "--to" in arguments and arguments[arguments.index("--to") + 1] == "timm":  # from an MRM folder
+        fake_published_checkpoint(cwd / "MRM.pth", "pretraining")
+        assert main(["--checkpoint", str(cwd / "MRM.pth"), "--output-dir", str(cwd / checkpoint)]) == 0
+        assert main(arguments) == 0
+        assert (cwd / arguments[arguments.index("--output-dir") + 1] / "config.json").is_file()
+        return
+    if "--tokenizer" in arguments:  # a vocabulary that fits the tiny checkpoint's 60 report tokens
+        from mrm_hf.tokenization_mrm import train_report_tokenizer
+
+        tokenizer = train_report_tokenizer(["no pleural effusion"] * 3, vocab_size=50)
+        tokenizer.backend_tokenizer.save(str(cwd / arguments[arguments.index("--tokenizer") + 1]))
     labels = arguments[arguments.index("--label-names") + 1].split(",") if "--label-names" in arguments else None
     kind = "encoder" if checkpoint.startswith("mae") else "classifier" if "finetuned" in checkpoint else "pretraining"
     fake_published_checkpoint(cwd / checkpoint, kind, len(labels or range(14)))
@@ -176,6 +187,26 @@ def run_launcher(tokens: list[str], cwd: Path) -> None:
     assert "| total batch | 16 |" in (cwd / "out" / "README.md").read_text()  # whatever the number of processes
 
 
+def run_fill_report(tokens: list[str], cwd: Path) -> None:
+    """`python examples/fill_report.py ...` on a tiny pre-training folder with its processor and a written image."""
+    import fill_report
+
+    from conftest import tiny_config
+    from mrm_hf import MRMForPreTraining
+    from mrm_hf.processing_mrm import processor_for_model
+    from mrm_hf.tokenization_mrm import train_report_tokenizer
+
+    arguments = tokens[2:]
+    tokenizer = train_report_tokenizer(["no pleural effusion normal heart size"] * 3, vocab_size=60)
+    model = MRMForPreTraining(tiny_config(report_vocab_size=len(tokenizer)))
+    folder = cwd / arguments[arguments.index("--model") + 1]
+    model.save_pretrained(folder)
+    processor_for_model(model, tokenizer).save_pretrained(folder)
+    Image.new("L", (40, 40), 128).save(cwd / arguments[arguments.index("--image") + 1])
+    per_mask = fill_report.main(arguments)
+    assert len(per_mask) == arguments[arguments.index("--report") + 1].count("[MASK]")
+
+
 def runner(command: str):
     """How a documented command runs at tiny sizes, or None."""
     if needs(command) is not None:
@@ -185,6 +216,8 @@ def runner(command: str):
         return run_convert
     if tokens[0] == "python" and tokens[1].startswith("examples/run_pretraining"):
         return run_script
+    if tokens[:2] == ["python", "examples/fill_report.py"]:
+        return run_fill_report
     if tokens[0] in ("accelerate", "torchrun") and "examples/configs/demo.args" in tokens:
         return run_launcher
     return None
