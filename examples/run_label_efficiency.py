@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mrm_hf.metrics import per_class_auc
+from mrm_hf.metric_modules.roc_auc.roc_auc import binary_roc_auc  # the pure function behind the `roc_auc` metric
 
 
 logger = logging.getLogger(__name__)
@@ -169,13 +169,13 @@ def read_predictions(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, l
 
 
 def mean_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mean of the defined per-class AUCs (NaN when none is defined), without the per-call warnings."""
-    import warnings
+    """Mean of the defined per-class AUCs, as the `roc_auc` metric reports it; NaN when no class has both labels.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        names = [str(i) for i in range(labels.shape[1])]
-        return per_class_auc(labels, scores, names)["mean_auc"]
+    The metric's pure function, not `evaluate`'s `compute`, since a bootstrap calls it thousands of times.
+    """
+    aucs = [binary_roc_auc(labels[:, column], scores[:, column]) for column in range(labels.shape[1])]
+    defined = [auc for auc in aucs if not math.isnan(auc)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def paired_bootstrap(labels: np.ndarray, scores_a: list[np.ndarray], scores_b: list[np.ndarray], samples: int,
