@@ -64,7 +64,7 @@ MODES = {
     },
 }
 
-MAX_ASPECT_RATIO = 20
+MAX_ASPECT_RATIO = 100
 """Longest over shortest side accepted: radiographs are near square; a 30000x1 image is an attack or an accident."""
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
