@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)  # saved in every checkpoint by Trainer
-    records, collator = prepare(records, model, image_processor, tokenizer, data_args)
+    records, collator = prepare(records, model, image_processor, tokenizer, data_args, seed=training_args.seed)
 
     results = {}
     trainer = MRMPreTrainer(

@@ -43,8 +43,11 @@ from mrm_hf.pretraining import (
     model_card_fields,
     prepare,
     RunningMeans,
+    publish_checkpoint,
+    reading_checkpoint,
     resolve_checkpoint,
     save_reconstruction_figure,
+    staging_folder,
 )
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.report_filling import report_loss_by_image
@@ -56,16 +59,21 @@ LOSSES = ("loss", "image_loss", "report_loss")
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
 
 
-def evaluate(model, loader, accelerator) -> dict[str, float]:
+def evaluate(model, loader, accelerator, seed: int) -> dict[str, float]:
     """Mean eval loss and its image and report parts over the validation records, and whether the report branch reads
-    the image (the report loss with each record's own image, none, and another record's)."""
+    the image (the report loss with each record's own image, none, and another record's). The masking noise is the
+    same at every evaluation and drawn aside from the training run's random state (so a resumed run draws as the
+    straight one)."""
     model.eval()
     running = RunningMeans(LOSSES)
-    with torch.no_grad():
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
         for batch in loader:
             running.add(model(**batch))
-    with accelerator.autocast():
-        losses = {**running.means(accelerator), **report_loss_by_image(accelerator.unwrap_model(model), loader, accelerator)}
+        with accelerator.autocast():
+            image_use = report_loss_by_image(accelerator.unwrap_model(model), loader, accelerator)
+    losses = {**running.means(accelerator), **image_use}
     model.train()
     return {f"eval_{k}": v for k, v in losses.items()}
 
@@ -112,11 +120,18 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)
-    records, collator = prepare(records, model, image_processor, tokenizer, data_args)
+    records, collator = prepare(records, model, image_processor, tokenizer, data_args, seed=args.seed)
     augment = device_augmentation(model, image_processor, data_args)  # None unless --augment_on_device
 
     loader_options = dict(collate_fn=collator, num_workers=args.dataloader_num_workers)
-    train_loader = DataLoader(records["train"], shuffle=True, batch_size=args.per_device_train_batch_size, **loader_options)
+    # Its own generator: building an iterator (again, on resume) then leaves torch's global generator alone.
+    train_loader = DataLoader(
+        records["train"],
+        shuffle=True,
+        batch_size=args.per_device_train_batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+        **loader_options,
+    )
     eval_loader = None
     if "validation" in records:
         eval_loader = DataLoader(records["validation"], batch_size=args.per_device_eval_batch_size, **loader_options)
@@ -145,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     completed_steps, start_epoch, skip_batches = 0, 0, 0
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        with reading_checkpoint(checkpoint):
+            accelerator.load_state(str(checkpoint))
         completed_steps = int(checkpoint.name.removeprefix("step_"))
         start_epoch, skip_batches = divmod(completed_steps, steps_per_epoch)
         skip_batches *= args.gradient_accumulation_steps
@@ -158,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
+        collator.set_epoch(epoch)  # crops and masks keyed by (seed, epoch, sample)
         batches = iter(accelerator.skip_first_batches(train_loader, skip_batches) if epoch == start_epoch else train_loader)
         while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
             if augment is not None:  # --augment_on_device: decoded images become pixel values here
@@ -179,18 +196,20 @@ def main(argv: list[str] | None = None) -> dict:
                 accelerator.print({k: round(v, 4) for k, v in logs.items()})
             if save_every and completed_steps % save_every == 0:
                 folder = output_dir / f"step_{completed_steps}"
-                accelerator.save_state(str(folder))
+                staging = staging_folder(folder)  # renamed to `folder` once complete
+                accelerator.save_state(str(staging))
                 if accelerator.is_main_process:
-                    processor.save_pretrained(folder)  # a resumed run must reuse this vocabulary
+                    processor.save_pretrained(staging)  # a resumed run must reuse this vocabulary
+                publish_checkpoint(staging, folder, accelerator.is_main_process, accelerator.wait_for_everyone)
         if eval_loader is not None and args.eval_strategy != "no":
-            metrics = evaluate(model, eval_loader, accelerator)
+            metrics = evaluate(model, eval_loader, accelerator, args.seed)
             accelerator.log(metrics, step=completed_steps)
             accelerator.print(metrics)
         if completed_steps >= max_steps:
             break
 
     if eval_loader is not None:
-        metrics = evaluate(model, eval_loader, accelerator)
+        metrics = evaluate(model, eval_loader, accelerator, args.seed)
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:

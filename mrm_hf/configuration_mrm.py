@@ -188,6 +188,12 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
                 raise ValueError(
                     f"`{prefix}hidden_size` ({width}) must be a multiple of `{prefix}num_attention_heads` ({heads})."
                 )
+        for name in ("hidden_size", "decoder_hidden_size"):
+            if getattr(self, name) % 4 != 0:
+                raise ValueError(
+                    f"`{name}` ({getattr(self, name)}) must be a multiple of 4: the 2-D sin-cos position table gives a "
+                    "quarter of the width to each of sin and cos of each axis."
+                )
         for name in ("image_size", "patch_size", "num_channels", "reconstruction_size", "report_vocab_size",
                      "report_max_position_embeddings", "num_hidden_layers"):
             if getattr(self, name) <= 0:

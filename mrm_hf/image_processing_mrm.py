@@ -24,6 +24,7 @@ Choices, and why:
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,9 @@ MODES = {
         "default_to_square": True,
     },
 }
+
+MAX_ASPECT_RATIO = 100
+"""Longest over shortest side accepted: radiographs are near square; a 30000x1 image is an attack or an accident."""
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
@@ -162,6 +166,10 @@ def _read_file(source) -> "Image.Image | np.ndarray":
             return _read_dicom(opened, name)
     try:
         image = Image.open(opened)
+    except Exception as err:
+        raise OSError(f"cannot read the image {name}: {err}") from err
+    _check_shape(image.height, image.width, name)  # from the header, before decoding
+    try:
         image.load()
     except Exception as err:
         raise OSError(f"cannot read the image {name}: {err}") from err
@@ -173,12 +181,45 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., :3] @ _LUMA_WEIGHTS).astype(np.float32)
 
 
-def _scale_by_depth(values: np.ndarray) -> np.ndarray:
-    """Pixel values as float32 in [0, 1]: 8-bit /255, 16-bit /65535, bool as 0/1, float checked to lie in [0, 1]."""
+def _check_shape(height: int, width: int, name: str) -> None:
+    """Refuse empty images and absurd aspect ratios before anything is decoded or resized."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"expected a non-empty image; found the size {width}x{height} in {name}")
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise ValueError(
+            f"expected a radiograph with an aspect ratio of at most {MAX_ASPECT_RATIO}:1; found {width}x{height} px "
+            f"in {name}"
+        )
+
+
+def _scale_sixteen_bit(values: np.ndarray, bits_stored: int | None, name: str = "the image") -> np.ndarray:
+    """16-bit values as float32 in [0, 1]: /65535, or /(2**bits_stored - 1) when the file stores fewer bits (a 12-bit
+    detector's PNG); warns when the values clearly use fewer bits and none were stated."""
+    top = int(values.max()) if values.size else 0
+    if bits_stored is None:
+        if 0 < top < 4096:
+            warnings.warn(
+                f"{name} is 16-bit but its largest value is {top} (< 4096): it likely holds 12-bit (or fewer) data, "
+                "which scaled by 65535 is near-black. Pass bits_stored=12 (or the depth stored) to MRMImageProcessor.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return values.astype(np.float32) / 65535.0
+    if not 1 <= bits_stored <= 16:
+        raise ValueError(f"expected bits_stored between 1 and 16; found {bits_stored}")
+    limit = 2**bits_stored - 1
+    if top > limit:
+        raise ValueError(f"expected values of at most {limit} (bits_stored={bits_stored}); found {top} in {name}")
+    return values.astype(np.float32) / limit
+
+
+def _scale_by_depth(values: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
+    """Pixel values as float32 in [0, 1]: 8-bit /255, 16-bit /65535 (or by `bits_stored`), bool as 0/1, float
+    checked to lie in [0, 1]."""
     if values.dtype == np.uint8:
         return values.astype(np.float32) / 255.0
     if values.dtype == np.uint16:
-        return values.astype(np.float32) / 65535.0
+        return _scale_sixteen_bit(values, bits_stored)
     if values.dtype == np.bool_:
         return values.astype(np.float32)
     if np.issubdtype(values.dtype, np.floating):
@@ -189,24 +230,24 @@ def _scale_by_depth(values: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected pixel values of dtype uint8, uint16, bool or float in [0, 1]; found {values.dtype}")
 
 
-def _pil_to_gray(image: Image.Image) -> np.ndarray:
+def _pil_to_gray(image: Image.Image, bits_stored: int | None = None) -> np.ndarray:
     """A PIL image of any common mode as one float32 channel in [0, 1]."""
+    name = getattr(image, "filename", "") or "<PIL image>"
+    _check_shape(image.height, image.width, name)  # from the header, before decoding
     try:
         image.load()
     except Exception as err:
-        raise OSError(f"cannot read the image {getattr(image, 'filename', '') or '<PIL image>'}: {err}") from err
+        raise OSError(f"cannot read the image {name}: {err}") from err
     mode = image.mode
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"expected a non-empty image; found the size {image.size}")
     if mode in _SIXTEEN_BIT_MODES:
-        return np.asarray(image).astype(np.uint16).astype(np.float32) / 65535.0
+        return _scale_sixteen_bit(np.asarray(image).astype(np.uint16), bits_stored, name)
     if mode == "I":
         # Older Pillows open 16-bit PNGs as "I".
         values = np.asarray(image)
         low, high = int(values.min()), int(values.max())
         if low < 0 or high > 65535:
             raise ValueError(f"expected mode 'I' values in the 16-bit range [0, 65535]; found [{low}, {high}]")
-        return values.astype(np.float32) / 65535.0
+        return _scale_sixteen_bit(values.astype(np.uint16), bits_stored, name)
     if mode == "F":
         return _scale_by_depth(np.asarray(image, dtype=np.float32))
     if mode in ("P", "PA"):
@@ -217,7 +258,9 @@ def _pil_to_gray(image: Image.Image) -> np.ndarray:
                      f"found {mode!r}")
 
 
-def _array_to_gray(values: np.ndarray, input_data_format=None, channels_first_if_ambiguous=False) -> np.ndarray:
+def _array_to_gray(
+    values: np.ndarray, input_data_format=None, channels_first_if_ambiguous=False, bits_stored: int | None = None
+) -> np.ndarray:
     """An (H, W), (H, W, C) or (C, H, W) array, C in {1, 3, 4}, as one float32 channel in [0, 1]."""
     if values.size == 0:
         raise ValueError(f"expected a non-empty image; found the shape {values.shape}")
@@ -239,35 +282,39 @@ def _array_to_gray(values: np.ndarray, input_data_format=None, channels_first_if
             raise ValueError(f"expected 1, 3 or 4 channels; found the shape {values.shape}")
     elif values.ndim != 2:
         raise ValueError(f"expected one image of 2 or 3 dimensions; found the shape {values.shape}")
+    _check_shape(values.shape[0], values.shape[1], "the array")
     if values.ndim == 2:
-        return _scale_by_depth(values)
+        return _scale_by_depth(values, bits_stored)
     if values.dtype == np.uint8:
         # PIL's integer conversion, exactly as the published Grayscale(3) on 8-bit images.
         return _pil_to_gray(Image.fromarray(np.ascontiguousarray(values)))
-    return _luminance(_scale_by_depth(values))
+    return _luminance(_scale_by_depth(values, bits_stored))
 
 
-def to_grayscale(image, input_data_format=None) -> np.ndarray:
-    """Any supported radiograph input as an (H, W) float32 array in [0, 1]."""
+def to_grayscale(image, input_data_format=None, bits_stored: int | None = None) -> np.ndarray:
+    """Any supported radiograph input as an (H, W) float32 array in [0, 1]; `bits_stored` is the depth of 16-bit data
+    that stores fewer bits (12 for most detectors' PNGs), as DICOM's BitsStored says it."""
     if isinstance(image, (str, os.PathLike, bytes, dict)):
         image = _read_file(image)
     if isinstance(image, Image.Image):
-        return _pil_to_gray(image)
+        return _pil_to_gray(image, bits_stored)
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         if image.dtype in (torch.bfloat16, torch.float16):
             image = image.float()
         # Tensors are (C, H, W) by torchvision's convention, arrays (H, W, C) by PIL's.
-        return _array_to_gray(image.numpy(), input_data_format, channels_first_if_ambiguous=True)
+        return _array_to_gray(
+            image.numpy(), input_data_format, channels_first_if_ambiguous=True, bits_stored=bits_stored
+        )
     if isinstance(image, np.ndarray):
-        return _array_to_gray(image, input_data_format)
+        return _array_to_gray(image, input_data_format, bits_stored=bits_stored)
     raise TypeError(f"expected a PIL image, numpy array, torch tensor, path, bytes or image dict; found {type(image)}")
 
 
-def load_radiograph(source) -> Image.Image:
+def load_radiograph(source, bits_stored: int | None = None) -> Image.Image:
     """A radiograph as a grayscale PIL image: mode "L" from 8-bit sources, "I;16" (0..65535 is [0, 1]) otherwise."""
     image = _read_file(source) if isinstance(source, (str, os.PathLike, bytes, dict)) else source
-    gray = to_grayscale(image)
+    gray = to_grayscale(image, bits_stored=bits_stored)
     eight_bit = (isinstance(image, Image.Image) and image.mode in _EIGHT_BIT_MODES) or (
         isinstance(image, (np.ndarray, torch.Tensor)) and str(image.dtype).split(".")[-1] in ("uint8", "bool")
     )
@@ -339,6 +386,11 @@ def _output_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
     if size.shortest_edge and not size.longest_edge:
         short, long = min(height, width), max(height, width)
         new_long = int(size.shortest_edge * long / short)
+        if new_long * size.shortest_edge > Image.MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"expected a resized image of at most {Image.MAX_IMAGE_PIXELS} pixels (PIL's MAX_IMAGE_PIXELS); a "
+                f"{width}x{height} image with its short side at {size.shortest_edge} would have {new_long} as long side"
+            )
         return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
     raise ValueError(f"expected size with keys (height, width) or (shortest_edge); found {dict(size)}")
 
@@ -348,9 +400,13 @@ class MRMImageProcessorKwargs(ImagesKwargs, total=False):
     mode (`str`): "evaluation" (resize the short side, center crop), "pretraining" (resize to a square) or
         "segmentation" (resize to 512 x 512); picks the published defaults of size, crop_size, resample and
         do_center_crop that are not given explicitly.
+    bits_stored (`int`): the bits a 16-bit image really stores (12 for most detectors' PNGs), as DICOM's BitsStored;
+        16-bit values are then scaled by 2**bits_stored - 1 instead of 65535. None: 16 (with a warning when the
+        values clearly use 12 bits or fewer).
     """
 
     mode: str | None
+    bits_stored: int | None
 
 
 def _refuse_convert_rgb(value) -> None:
@@ -382,6 +438,7 @@ class MRMImageProcessor(PilBackend):
     do_normalize = True
     image_mean = [MRM_MEAN] * 3
     image_std = [MRM_STD] * 3
+    bits_stored = None
 
     def __init__(self, mode: str = "evaluation", **kwargs: Unpack[MRMImageProcessorKwargs]):
         _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
@@ -451,6 +508,8 @@ class MRMImageProcessor(PilBackend):
         if isinstance(image_url_or_urls, (list, tuple)):
             return [self.fetch_images(item) for item in image_url_or_urls]
         if isinstance(image_url_or_urls, (str, os.PathLike, bytes, dict)):
+            if self.bits_stored is not None:  # raw values, scaled once by `convert_to_grayscale`
+                return _read_file(image_url_or_urls)
             return load_radiograph(image_url_or_urls)
         return image_url_or_urls
 
@@ -468,7 +527,7 @@ class MRMImageProcessor(PilBackend):
 
     def convert_to_grayscale(self, image, input_data_format=None) -> np.ndarray:
         """Any supported input as an (H, W) float32 array in [0, 1]."""
-        return to_grayscale(image, input_data_format)
+        return to_grayscale(image, input_data_format, self.bits_stored)
 
     def process_image(self, image, input_data_format=None, **kwargs) -> np.ndarray:
         """One input as a (1, H, W) float32 array in [0, 1]."""

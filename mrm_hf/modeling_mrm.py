@@ -644,8 +644,11 @@ class MRMForPreTraining(MRMPreTrainedModel):
     ) -> MRMForPreTrainingOutput:
         r"""
         pixel_values: (batch, channels, reconstruction_size, reconstruction_size), the high-resolution view; the
-            model makes the encoder's image_size view itself.
+            model makes the encoder's image_size view itself. NaN or infinite values are not checked here (a check
+            would synchronise the device on every step) and give a NaN loss: `MRMImageProcessor` and
+            `DataCollatorForMRM` refuse them, naming the image or example.
         input_ids: (batch, length) the masked report; None pre-trains on images alone (MAE with high-res targets).
+            Ids must lie in the report vocabulary (`DataCollatorForMRM` checks, naming the example).
         attention_mask, token_type_ids: the report's, as a BERT takes them.
         labels: (batch, length) ids to predict, -100 where nothing is predicted. -100 on every unmasked token gives
             the paper's masked-token loss; the full original ids give the published code's loss.

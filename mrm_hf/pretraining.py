@@ -6,7 +6,11 @@ arguments, data and these pieces together.
 """
 
 import contextlib
+import json
 import logging
+import os
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +18,13 @@ import numpy as np
 import torch
 from datasets import DatasetDict, Image as ImageFeature, load_from_disk
 from PIL import Image, ImageDraw
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from safetensors import safe_open
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .configuration_mrm import MRMConfig
 from .data import DataCollatorForMRM, demo_report_texts, load_mimic_cxr, load_training_csv, make_demo_records
+from .data.seeding import SAMPLE_INDEX, SeededDraws
 from .image_processing_mrm import MRMImageProcessor
 from .modeling_mrm import MRMForPreTraining
 from .processing_mrm import encoder_image_processor
@@ -255,10 +262,39 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
     return records
 
 
-def resolve_checkpoint(resume: str | None, output_dir: str | Path, prefix: str) -> Path | None:
-    """The checkpoint folder to resume from: `resume` itself, or the latest `<prefix>N` in output_dir for "last"."""
+# Files that a checkpoint holds once complete, whatever the backend (DeepSpeed and FSDP lay weights out otherwise) and
+# with or without a tokenizer (--image_only): Trainer writes trainer_state.json last, accelerate's save_state the random
+# states.
+CHECKPOINT_FILES = {
+    "checkpoint-": ("trainer_state.json",),
+    "step_": ("random_states_*.pkl",),
+}
+
+
+def checkpoint_problems(folder: Path, required: tuple[str, ...]) -> list[str]:
+    """What keeps `folder` from being a complete checkpoint: required files missing, JSON files that do not parse."""
+    problems = []
+    for pattern in required:
+        found = sorted(folder.glob(pattern))
+        if not found:
+            problems.append(f"no {pattern}")
+        for path in found:
+            if path.suffix == ".json":
+                try:
+                    json.loads(path.read_text())
+                except (OSError, ValueError) as error:
+                    problems.append(f"{path.name} does not parse ({error})")
+    return problems
+
+
+def resolve_checkpoint(
+    resume: str | None, output_dir: str | Path, prefix: str, required: tuple[str, ...] | None = None
+) -> Path | None:
+    """The checkpoint folder to resume from: `resume` itself, or for "last" the newest complete `<prefix>N` in
+    output_dir (incomplete ones, from a run killed while saving with an older version, are skipped and named)."""
     if not resume or resume.lower() in ("false", "none"):
         return None
+    required = CHECKPOINT_FILES.get(prefix, ()) if required is None else required
     if resume.lower() in ("last", "true"):
         found = [
             (int(p.name[len(prefix) :]), p)
@@ -267,10 +303,91 @@ def resolve_checkpoint(resume: str | None, output_dir: str | Path, prefix: str) 
         ]
         if not found:
             raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no {prefix}N folder in {output_dir}.")
-        return max(found)[1]
-    if not Path(resume).is_dir():
+        skipped = []
+        for _, folder in sorted(found, reverse=True):
+            problems = checkpoint_problems(folder, required)
+            if not problems:
+                if skipped:
+                    logger.warning("--resume_from_checkpoint %s: resuming from %s; skipped the incomplete %s",
+                                   resume, folder, "; ".join(skipped))  # fmt: skip
+                return folder
+            skipped.append(f"{folder.name} ({', '.join(problems)})")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {resume}: expected a complete {prefix}N folder in {output_dir} (with "
+            f"{', '.join(required)}); found only incomplete ones: {'; '.join(skipped)}."
+        )
+    folder = Path(resume)
+    if not folder.is_dir():
         raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder.")
-    return Path(resume)
+    problems = checkpoint_problems(folder, required)
+    if problems:
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {resume}: expected a complete checkpoint (with {', '.join(required)}); "
+            f"found {', '.join(problems)}."
+        )
+    return folder
+
+
+def staging_folder(final: Path) -> Path:
+    """Where a checkpoint is written before `publish_checkpoint` renames it to `final`: `.partial-<name>/<name>`."""
+    final = Path(final)
+    return final.parent / f".partial-{final.name}" / final.name
+
+
+def publish_checkpoint(staging: Path, final: Path, is_main_process: bool = True, wait_for_everyone=None) -> Path:
+    """Give a fully written checkpoint its final name in one rename, once every process has written its part, so a
+    run killed while saving never leaves a `final` folder that looks like a checkpoint."""
+    staging, final = Path(staging), Path(final)
+    if wait_for_everyone is not None:
+        wait_for_everyone()
+    if is_main_process:
+        if final.exists():
+            shutil.rmtree(final)  # an older save of the same step
+        os.replace(staging, final)
+        if staging.parent.name.startswith(".partial-"):
+            shutil.rmtree(staging.parent, ignore_errors=True)
+    if wait_for_everyone is not None:
+        wait_for_everyone()
+    return final
+
+
+def unreadable_checkpoint_files(folder: Path) -> list[str]:
+    """Files of a checkpoint that cannot be read back: torch saves that are not whole zip archives, safetensors whose
+    header does not parse."""
+    bad = []
+    for path in sorted(Path(folder).iterdir()):
+        try:
+            if path.suffix in (".pt", ".pth", ".bin", ".pkl"):
+                with zipfile.ZipFile(path) as archive:
+                    broken = archive.testzip()
+                if broken is not None:
+                    bad.append(f"{path.name} (member {broken} fails its CRC)")
+            elif path.suffix == ".safetensors":
+                with safe_open(path, "pt") as weights:
+                    weights.keys()
+        except Exception as error:  # noqa: BLE001 (any failure to read is the finding)
+            bad.append(f"{path.name} ({type(error).__name__}: {error})")
+    return bad
+
+
+@contextlib.contextmanager
+def reading_checkpoint(folder):
+    """Turn a failure to load a checkpoint into an error that names its unreadable files."""
+    try:
+        yield
+    except Exception as error:
+        bad = unreadable_checkpoint_files(Path(folder))
+        if not bad:
+            raise
+        raise ValueError(
+            f"Cannot resume from {folder}: expected complete, readable checkpoint files; found unreadable "
+            f"{'; '.join(bad)}. Resume from an earlier checkpoint."
+        ) from error
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether a name can only be a local path, not a Hub id ("org/name")."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def load_tokenizer(
@@ -296,9 +413,21 @@ def load_tokenizer(
     if source == "demo":
         return vocabulary_tokenizer(demo_report_texts())
     if source is not None:
-        if source.endswith(".json") and Path(source).is_file():
+        if source.endswith(".json"):
             return load_published_tokenizer(source)
-        return AutoTokenizer.from_pretrained(source)
+        argument = "the checkpoint" if checkpoint is not None else (
+            "--tokenizer_name" if source == model_args.tokenizer_name else "--model_name_or_path"
+        )
+        expected = f"{argument} {source}: expected a tokenizer folder, a tokenizers JSON file or a Hub repo id"
+        if not Path(source).is_dir() and _looks_like_path(source):
+            raise FileNotFoundError(f"{expected}; there is no such file or folder.")
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as error:
+            found = "a local folder without a tokenizer" if Path(source).is_dir() else (
+                "no local file or folder, and no tokenizer on the Hub under that name"
+            )
+            raise OSError(f"{expected}; found {found} ({error})") from error
     if output_dir is None:
         raise ValueError("A tokenizer trained on the reports needs an output_dir to be shared through.")
     with main_process_first():
@@ -309,6 +438,22 @@ def load_tokenizer(
             tokenizer.save_pretrained(output_dir)
             return tokenizer
     return AutoTokenizer.from_pretrained(output_dir)
+
+
+def apply_config_overrides(config: MRMConfig, overrides: str) -> None:
+    """Apply `--config_overrides` ("key=value,key=value") to a config, naming the pair or field that is wrong."""
+    expected = "comma-separated key=value pairs of MRMConfig fields, e.g. 'hidden_size=192,num_hidden_layers=4'"
+    for pair in overrides.split(","):
+        key, equals, value = pair.partition("=")
+        if not equals or "=" in value or not key.strip():
+            raise ValueError(f"--config_overrides: expected {expected}; found {pair!r} in {overrides!r}.")
+        if not hasattr(config, key.strip()):
+            raise ValueError(f"--config_overrides: expected {expected}; found the unknown field {key.strip()!r}.")
+    try:
+        config.update_from_string(overrides)
+        config.validate()
+    except ValueError as error:
+        raise ValueError(f"--config_overrides {overrides!r}: {error}") from error
 
 
 def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | None) -> MRMForPreTraining:
@@ -325,8 +470,7 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | 
         else:
             config = MRMConfig(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         if model_args.config_overrides:
-            config.update_from_string(model_args.config_overrides)
-            config.validate()
+            apply_config_overrides(config, model_args.config_overrides)
         if model_args.init_encoder_from is not None:
             model = MRMForPreTraining.from_pretrained(model_args.init_encoder_from, config=config)
         else:
@@ -354,13 +498,28 @@ def image_processor_for(model: MRMForPreTraining, model_args: ModelArguments) ->
     return encoder_image_processor(model.config.image_size)
 
 
-def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments):
-    """Attach the augmentations (random on train, deterministic on validation) and build the masking collator."""
+def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: DataArguments, seed: int | None = None):
+    """Attach the augmentations (random on train, deterministic on validation) and build the masking collator.
+
+    With a `seed`, crops, flips and report masks are keyed by (seed, epoch, sample index) through one `SeededDraws`
+    shared by the transform and the collator (`collator.set_epoch` sets the epoch for both), so a run resumed
+    mid-epoch draws what the uninterrupted run drew. Each split gets a `sample_index` column for that.
+    """
     size = model.config.reconstruction_size
-    if data_args.fast_decode or data_args.augment_on_device:
-        for name, split in records.items():  # images reach the transforms undecoded, so JPEGs can be drafted
-            if isinstance(split.features.get("image"), ImageFeature) and split.features["image"].decode:
-                records[name] = split.cast_column("image", ImageFeature(decode=False))
+    draws = SeededDraws(seed)
+    on_bad_image = "raise" if data_args.strict else "skip"  # the loaders' policy, for images that fail later
+    for name in records:
+        # `datasets` would decode each image before the transform sees it, and a corrupt file would then fail there,
+        # unnamed; undecoded, the processor reads it and the transform names it (path and row).
+        feature = records[name].features.get("image")
+        if isinstance(feature, ImageFeature) and feature.decode:
+            records[name] = records[name].cast_column("image", ImageFeature(decode=False))
+    if seed is not None:
+        for name in records:
+            split = records[name]
+            if SAMPLE_INDEX in split.column_names:
+                split = split.remove_columns(SAMPLE_INDEX)
+            records[name] = split.add_column(SAMPLE_INDEX, list(range(len(split))))
     if data_args.augment_on_device:
         records["train"].set_transform(DecodeTransform(data_args.decode_size))
     else:
@@ -371,18 +530,23 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
                 scale=(data_args.crop_min_scale, 1.0),
                 hflip=data_args.hflip_probability,
                 fast_decode=data_args.fast_decode,
+                seed=draws,
+                on_bad_image=on_bad_image,
             )
         )
     if "validation" in records:
-        records["validation"].set_transform(PretrainingTransform(image_processor, size=size, train=False))
+        records["validation"].set_transform(
+            PretrainingTransform(image_processor, size=size, train=False, on_bad_image=on_bad_image)
+        )
     if tokenizer is None:  # --image_only
-        return records, collate_images
+        return records, ImageCollator(draws)
     collator = DataCollatorForMRM(
         tokenizer,
         mlm_probability=data_args.mlm_probability,
         max_length=model.config.report_max_position_embeddings,
         published_masking=data_args.published_masking,
         label_mode=data_args.label_mode,
+        seed=draws,
     )
     return records, collator
 
@@ -405,6 +569,22 @@ def device_augmentation(model, image_processor, data_args: DataArguments) -> Dev
         scale=(data_args.crop_min_scale, 1.0),
         hflip=data_args.hflip_probability,
     )
+
+
+class ImageCollator:
+    """`collate_images` with the seeded draws' epoch (`set_epoch`), as `DataCollatorForMRM` has it."""
+
+    def __init__(self, draws: SeededDraws):
+        self.draws = draws
+
+    def set_epoch(self, epoch: int) -> None:
+        self.draws.set_epoch(epoch)
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        kept = [e for e in examples if e.get("pixel_values") is not None]  # unreadable images the transform skipped
+        if not kept:
+            raise ValueError(f"expected at least one readable image in the batch; all {len(examples)} were skipped.")
+        return collate_images(kept)
 
 
 def figure_samples(records: DatasetDict, model, image_processor, count: int) -> torch.Tensor:
@@ -547,9 +727,19 @@ def accumulate_gradients(model, micro_batches: list[dict], accelerator) -> tuple
     return step_loss, parts
 
 
+class _DrawsEpoch(TrainerCallback):
+    """Tell the collator's (and transform's) seeded draws which epoch begins, before its DataLoader iterator exists."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_epoch(int(state.epoch or 0))
+
+
 class MRMPreTrainer(Trainer):
-    """Trainer with exact gradient accumulation of both losses, the recipe's weight-decay exemptions and
-    `image_loss`/`report_loss` in every log."""
+    """Trainer with exact gradient accumulation of both losses, the recipe's weight-decay exemptions,
+    `image_loss`/`report_loss` in every log, epoch-keyed data draws, and checkpoints that appear only once complete."""
 
     # `compute_loss` normalises over the whole accumulated batch itself (`accumulated_loss`).
     loss_is_scaled_for_ga = True
@@ -563,6 +753,14 @@ class MRMPreTrainer(Trainer):
         if not self.model.config.use_report_branch:
             # Image-only batches have no `labels`, yet the image loss needs none: evaluate it all the same.
             self.label_names, self.can_return_loss = [], True
+        self._staging_root = None
+        if hasattr(self.data_collator, "set_epoch"):
+            if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
+                raise ValueError(
+                    "--dataloader_persistent_workers: expected False with seeded draws (persistent workers keep the "
+                    "first epoch's crops and masks); found True."
+                )
+            self.add_callback(_DrawsEpoch(self.data_collator))
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return decay_parameter_names(model, self.decay_tokens)
@@ -599,6 +797,42 @@ class MRMPreTrainer(Trainer):
             losses = report_loss_by_image(self.accelerator.unwrap_model(self.model), dataloader, self.accelerator)
         output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in losses.items()})
         return output
+
+    def _get_output_dir(self, trial) -> str:
+        return str(self._staging_root) if self._staging_root is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Written under .partial-checkpoint-N/ and renamed when complete (see `publish_checkpoint`).
+        run_dir = Path(self._get_output_dir(trial))
+        final = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = staging_folder(final)
+        if self.args.should_save and staging.parent.exists():
+            shutil.rmtree(staging.parent)  # left by a run killed while saving
+        self.accelerator.wait_for_everyone()
+        self._staging_root = staging.parent
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        publish_checkpoint(staging, final, self.args.should_save, self.accelerator.wait_for_everyone)
+        best = self.state.best_model_checkpoint
+        if best is not None and Path(best).parent == staging.parent:
+            self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        with reading_checkpoint(resume_from_checkpoint):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        with reading_checkpoint(checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
 
     def create_model_card(self, **kwargs) -> None:
         if self.model_card is None:

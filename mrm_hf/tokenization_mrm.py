@@ -11,6 +11,7 @@ The result is a plain `PreTrainedTokenizerFast`: `save_pretrained` / `AutoTokeni
 
 from collections.abc import Iterable
 from os import PathLike
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
@@ -49,7 +50,16 @@ def _as_report_tokenizer(backend: Tokenizer, max_length: int) -> PreTrainedToken
 
 def load_published_tokenizer(path: str | PathLike, max_length: int = MAX_LENGTH) -> PreTrainedTokenizerFast:
     """Load the published `mimic_wordpiece.json` as a tokenizer that prepends [CLS] itself."""
-    return _as_report_tokenizer(Tokenizer.from_file(str(path)), max_length)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Expected a tokenizers JSON vocabulary at {path}; there is no such file.")
+    try:
+        backend = Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception for malformed or truncated files
+        raise ValueError(
+            f"Expected a complete tokenizers JSON vocabulary (such as mimic_wordpiece.json) in {path}; it does not "
+            f"parse: {error}"
+        ) from error
+    return _as_report_tokenizer(backend, max_length)
 
 
 def _report_backend(model: WordPiece) -> Tokenizer:
@@ -94,7 +104,13 @@ def train_report_tokenizer(
         show_progress=show_progress,
         **options,
     )
-    backend.train_from_iterator(texts, trainer=trainer)
+    counted = _Counted(texts)
+    backend.train_from_iterator(counted, trainer=trainer)
+    if backend.get_vocab_size() <= len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"Expected reports with words to train a WordPiece vocabulary; found {counted.total} reports "
+            f"({counted.empty} empty or blank), which gave only the {len(SPECIAL_TOKENS)} special tokens."
+        )
     return _as_report_tokenizer(backend, max_length)
 
 
@@ -112,6 +128,21 @@ def vocabulary_tokenizer(texts: Iterable[str], max_length: int = MAX_LENGTH) -> 
     tokens += [f"##{c}" for c in characters]
     backend.model = _wordpiece({token: index for index, token in enumerate(tokens)})
     return _as_report_tokenizer(backend, max_length)
+
+
+class _Counted:
+    """An iterable of texts that counts them, and the empty ones, as the trainer reads them; None is refused."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts, self.total, self.empty = texts, 0, 0
+
+    def __iter__(self):
+        for text in self.texts:
+            if not isinstance(text, str):
+                raise TypeError(f"Expected report texts as str; found {type(text).__name__} at report {self.total}.")
+            self.total += 1
+            self.empty += not text.strip()
+            yield text
 
 
 __all__ = ["MAX_LENGTH", "SPECIAL_TOKENS", "load_published_tokenizer", "train_report_tokenizer", "vocabulary_tokenizer"]

@@ -22,19 +22,29 @@ On the accelerator (`--augment_on_device`): `DecodeTransform` only decodes each 
 and keeps its original size; `DeviceAugmentation` then draws the same boxes and flips as the CPU path would for the
 same generator (on the original size), and crops, resizes (PIL's filter taps, as dense matrices), flips and normalises
 the batch on its device.
+
+Seeding (`seed`, an int or a shared `SeededDraws`): each image's crop and flip come from a generator keyed by (seed,
+epoch, sample index) when the batch carries the `sample_index` column, so they change every epoch, differ between
+samples (hence between DataLoader workers and processes) and are the same after a resume; see `mrm_hf.data.seeding`.
+Without a seed they come from torch's global generator.
 """
 
 import io
+import logging
 import math
 import os
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import get_worker_info
 
+from .data.mimic import RecordError
+from .data.seeding import SAMPLE_INDEX, SeededDraws
 from .image_processing_mrm import MRMImageProcessor, resize_grayscale, to_grayscale
 
+
+logger = logging.getLogger(__name__)
+BAD_IMAGE_POLICIES = ("raise", "skip")
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -172,34 +182,24 @@ class RandomResizedCrop:
         return resize_grayscale(image[top : top + h, left : left + w], self.size, self.resample)
 
 
-class _SeededGenerator:
-    """A torch.Generator from a seed, re-derived in each DataLoader worker so that workers do not repeat each other."""
-
-    def __init__(self, seed: int | None):
-        self.seed = seed
-        self._generator = None
-        self._worker = None
-
-    def __call__(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        info = get_worker_info()
-        worker = None if info is None else info.id
-        if self._generator is None or worker != self._worker:
-            seed = self.seed
-            if worker is not None:
-                seed = int(np.random.SeedSequence([self.seed, worker]).generate_state(1)[0])
-            self._generator = torch.Generator().manual_seed(seed)
-            self._worker = worker
-        return self._generator
-
-    def __getstate__(self):
-        return {"seed": self.seed, "_generator": None, "_worker": None}
+def _image_name(image) -> str:
+    """The file an image came from, as far as it says."""
+    if isinstance(image, dict):
+        return str(image.get("path") or "<image bytes>")
+    if isinstance(image, (str, bytes)):
+        return image if isinstance(image, str) else "<image bytes>"
+    return getattr(image, "filename", "") or f"<{type(image).__name__}>"
 
 
 class _TrainingTransform:
     """Training: RandomResizedCrop and flip of grayscale images, then the processor's 3 channels and normalisation.
-    Evaluation (`train=False`): the processor's deterministic view."""
+    Evaluation (`train=False`): the processor's deterministic view.
+
+    An image that cannot be read (corrupt, truncated, refused as hostile) is named with its sample index and, by
+    `on_bad_image`, raised as a `RecordError` ("raise") or logged, counted in `skipped` and given as None
+    `pixel_values` ("skip"), which `DataCollatorForMRM` leaves out of the batch. A `datasets` image column decodes
+    before the transform sees it, so cast it to `Image(decode=False)` (as `mrm_hf.pretraining.prepare` does) for
+    its failures to reach the transform."""
 
     def __init__(
         self,
@@ -210,11 +210,16 @@ class _TrainingTransform:
         interpolation,
         hflip: float,
         image_column: str,
-        seed: int | None,
+        seed: "int | SeededDraws | None",
         train: bool,
         eval_kwargs: dict,
         fast_decode: bool = True,
+        on_bad_image: str = "raise",
     ):
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}; found {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self.skipped = 0
         self.image_processor = image_processor
         self.fast_decode = fast_decode
         self.train = train
@@ -222,12 +227,11 @@ class _TrainingTransform:
         self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation)
         self.hflip = hflip
         self.image_column = image_column
-        self.generator = _SeededGenerator(seed)
+        self.draws = seed if isinstance(seed, SeededDraws) else SeededDraws(seed)
 
-    def augment(self, image) -> np.ndarray:
+    def augment(self, image, generator: torch.Generator | None = None) -> np.ndarray:
         """One image as an augmented (size, size) grayscale array: uint8 from 8-bit JPEG/PGM (see the module's
         docstring), else float in [0, 1] from the processor's exact path."""
-        generator = self.generator()
         fast = open_fast(image) if self.fast_decode else None
         if fast is not None:
             box = self.crop.get_params(fast.height, fast.width, generator)
@@ -238,15 +242,39 @@ class _TrainingTransform:
             gray = gray[:, ::-1]
         return gray
 
-    def pixel_values(self, images: list) -> list[torch.Tensor]:
-        """A batch of images as (3, size, size) normalised pixel values, one tensor per image."""
+    def pixel_values(self, images: list, indices: list | None = None) -> list:
+        """A batch of images as (3, size, size) normalised pixel values, one tensor per image (None for a skipped
+        unreadable image); `indices` key each sample's draws and name the sample in errors."""
+        indices = [None] * len(images) if indices is None else list(indices)
         if not self.train:
-            return list(self.image_processor(images, return_tensors="pt", **self.eval_kwargs)["pixel_values"])
-        output = []
-        for image in images:  # one image at a time: its 3 channels stay in the cache while they are normalised
-            gray = torch.from_numpy(np.ascontiguousarray(self.augment(image)))[None]
-            output.append(self.image_processor.grayscale_to_pixel_values(gray)[0])
-        return output
+            return self._each(images, indices, lambda image, _: self.image_processor(
+                image, return_tensors="pt", **self.eval_kwargs)["pixel_values"][0])  # fmt: skip
+        generators = self.draws.for_samples(indices, "crop")
+        if not isinstance(generators, list):
+            generators = [generators] * len(images)
+
+        def read(image, position):  # one image at a time: its 3 channels stay in the cache while they are normalised
+            gray = torch.from_numpy(np.ascontiguousarray(self.augment(image, generators[position])))[None]
+            return self.image_processor.grayscale_to_pixel_values(gray)[0]
+
+        return self._each(images, indices, read)
+
+    def _each(self, images: list, indices: list, read) -> list:
+        """`read(image, position)` for each image; a failure is named and raised or skipped (`on_bad_image`)."""
+        results = []
+        for position, (image, index) in enumerate(zip(images, indices)):
+            try:
+                results.append(read(image, position))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+                where = _image_name(image) + ("" if index is None else f" (row {index})")
+                message = f"expected a readable radiograph; found {type(error).__name__}: {error}; in {where}"
+                if self.on_bad_image == "raise":
+                    hint = " (on_bad_image='skip', the scripts' default without --strict, skips it)."
+                    raise RecordError(message + hint) from error
+                self.skipped += 1
+                logger.warning("Skipping an image (%d so far in this process): %s", self.skipped, message)
+                results.append(None)
+        return results
 
     def __call__(self, batch: dict) -> dict:
         """A batch dict (or one example) with `pixel_values` in place of the image column; other columns kept."""
@@ -254,7 +282,10 @@ class _TrainingTransform:
             raise KeyError(f"expected an image column {self.image_column!r}; found the columns {sorted(batch)}")
         images = batch[self.image_column]
         single = not isinstance(images, (list, tuple))
-        pixel_values = self.pixel_values([images] if single else images)
+        indices = batch.get(SAMPLE_INDEX)
+        if indices is not None and single:
+            indices = [indices]
+        pixel_values = self.pixel_values([images] if single else images, indices)
         output = {key: value for key, value in batch.items() if key != self.image_column}
         output["pixel_values"] = pixel_values[0] if single else pixel_values
         return output
@@ -273,14 +304,16 @@ class PretrainingTransform(_TrainingTransform):
         interpolation="bicubic",
         hflip: float = 0.5,
         image_column: str = "image",
-        seed: int | None = None,
+        seed: "int | SeededDraws | None" = None,
         train: bool = True,
         fast_decode: bool = True,
+        on_bad_image: str = "raise",
     ):
         eval_kwargs = {"mode": "pretraining", "size": {"height": size, "width": size}}
         super().__init__(
             image_processor, size, scale, (3 / 4, 4 / 3), interpolation, hflip, image_column, seed, train, eval_kwargs,
             fast_decode=fast_decode,
+            on_bad_image=on_bad_image,
         )
 
 
@@ -297,8 +330,9 @@ class FineTuningTransform(_TrainingTransform):
         interpolation="bilinear",
         hflip: float = 0.5,
         image_column: str = "image",
-        seed: int | None = None,
+        seed: "int | SeededDraws | None" = None,
         fast_decode: bool = True,
+        on_bad_image: str = "raise",
     ):
         eval_kwargs = {
             "mode": "evaluation",
@@ -308,6 +342,7 @@ class FineTuningTransform(_TrainingTransform):
         super().__init__(
             image_processor, size, scale, ratio, interpolation, hflip, image_column, seed, train, eval_kwargs,
             fast_decode=fast_decode,
+            on_bad_image=on_bad_image,
         )
 
 

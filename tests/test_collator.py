@@ -104,7 +104,7 @@ def test_published_masking_reproduces_the_published_loop(tokenizer, reports):
     ids[0, 50:] = PAD
     ids[0, 60:70] = ids[1, 60:70]  # tokens after a PAD: the published loop has stopped
     collator = DataCollatorForMRM(tokenizer, seed=3, published_masking=True, label_mode="all")
-    state = collator.generator().get_state()
+    state = collator.draws.stream("mask").get_state()
     batch = collator([{"input_ids": row} for row in ids])
     uniforms = torch.rand(ids.shape, generator=torch.Generator().set_state(state))
     for row in range(len(ids)):

@@ -408,11 +408,11 @@ def test_seeded_transforms_are_reproducible_and_keep_other_columns(processor, sy
 def test_seeded_transforms_differ_between_dataloader_workers(processor, synthetic, monkeypatch):
     from types import SimpleNamespace
 
-    import mrm_hf.transforms as module
+    import mrm_hf.data.seeding as module
 
     outputs = []
     for worker in (0, 1):
-        monkeypatch.setattr(module, "get_worker_info", lambda worker=worker: SimpleNamespace(id=worker))
+        monkeypatch.setattr(module, "get_worker_info", lambda worker=worker: SimpleNamespace(id=worker, seed=123))
         transform = FineTuningTransform(processor, seed=0)
         outputs.append(transform({"image": [synthetic]})["pixel_values"][0])
     assert not torch.equal(outputs[0], outputs[1])

@@ -55,7 +55,6 @@ TINY = [
     "--dataloader_num_workers", "0",
 ]  # fmt: skip
 SCRIPTS = {"trainer": run_pretraining, "accelerate": run_pretraining_no_trainer}
-CHECKPOINT = {"trainer": "checkpoint-3", "accelerate": "step_3"}
 
 
 def logged(script: str, output_dir: Path, capsys) -> list[dict]:
@@ -114,28 +113,52 @@ def test_script_pretrains_logs_both_losses_and_saves_a_loadable_folder(script, t
     assert card.data.license == "mit" and "synthetic-demo" in card.data.tags and "synthetic" in card.text
 
 
+# Run a script and kill -9 it the moment it would give its step-6 checkpoint its final name: the newest complete
+# checkpoint is then step 4, one step into the second epoch (3 steps per epoch).
+KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {examples!r})
+import {module} as script
+replace = os.replace
+def replace_or_die(source, destination):
+    if os.path.basename(destination) == {dying!r}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, destination)
+os.replace = replace_or_die
+script.main(sys.argv[1:])
+"""
+MID_EPOCH = ["--max_steps", "8", "--save_steps", "2"]
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_resumed_run_continues_exactly_where_it_stopped(script, tmp_path, capsys):
+def test_run_killed_mid_epoch_resumes_bit_identical(script, tmp_path, capsys):
     straight = tmp_path / "straight"
-    SCRIPTS[script].main([*TINY, "--output_dir", str(straight)])
+    SCRIPTS[script].main([*TINY, *MID_EPOCH, "--output_dir", str(straight)])
     straight_logs = train_log(script, straight, capsys)
 
     resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    checkpoint = straight / CHECKPOINT[script]
-    os.symlink(checkpoint, resumed / CHECKPOINT[script])
-    optimizer_file = "optimizer.pt" if script == "trainer" else "optimizer.bin"
-    saved_optimizer = torch.load(checkpoint / optimizer_file, weights_only=True)
-    assert saved_optimizer["state"], "the checkpoint holds AdamW's moments"
+    prefix = "checkpoint-" if script == "trainer" else "step_"
+    code = KILLED_RUN.format(examples=str(EXAMPLES), module=SCRIPTS[script].__name__, dying=f"{prefix}6")
+    killed_args = [*TINY, *MID_EPOCH, "--output_dir", str(resumed), "--dataloader_num_workers", "2"]
+    # The straight run's vocabulary: tokenizers does not train the same one twice (huggingface/tokenizers#1794).
+    killed = subprocess.run(
+        [sys.executable, "-c", code, *killed_args, "--tokenizer_name", str(straight)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert sorted(p.name for p in resumed.glob(f"{prefix}*")) == [f"{prefix}2", f"{prefix}4"]  # 6 never appeared
 
-    SCRIPTS[script].main([*TINY, "--output_dir", str(resumed), "--resume_from_checkpoint", "last"])
+    # The killed run had DataLoader workers, the others none: the draws depend on (seed, epoch, sample) only.
+    optimizer_file = "optimizer.pt" if script == "trainer" else "optimizer.bin"
+    assert torch.load(resumed / f"{prefix}4" / optimizer_file, weights_only=True)["state"], "AdamW's moments"
+    args = [*TINY, *MID_EPOCH, "--output_dir", str(resumed), "--resume_from_checkpoint", "last"]
+    SCRIPTS[script].main(args)
     resumed_logs = train_log(script, resumed, capsys)
     if script == "trainer":  # Trainer carries the checkpoint's log history over
-        assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 3
-        resumed_logs = resumed_logs[3:]
+        resumed_logs = resumed_logs[4:]
     # Same weights, optimizer state, schedule, data order, crops, masks and noise: the same losses and weights.
-    assert [entry["epoch"] for entry in resumed_logs] == [e["epoch"] for e in straight_logs[3:]]
-    assert resumed_logs == straight_logs[3:]
+    assert [entry["epoch"] for entry in resumed_logs] == [e["epoch"] for e in straight_logs[4:]]
+    assert resumed_logs == straight_logs[4:]
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

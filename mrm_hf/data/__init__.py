@@ -20,6 +20,7 @@ from .collator import DataCollatorForMRM, token_lookups, whole_word_mask
 from .demo import DEMO_DESCRIPTION, demo_report_texts, make_demo_dataset_dict, make_demo_records
 from .mimic import CHEXPERT_LABELS, RecordError, load_mimic_cxr, load_training_csv, write_resized_copy
 from .reports import REPORT_POLICIES, extract_sections, report_text
+from .seeding import SAMPLE_INDEX, SeededDraws
 
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "REPORT_POLICIES",
     "DataCollatorForMRM",
     "RecordError",
+    "SAMPLE_INDEX",
+    "SeededDraws",
     "extract_sections",
     "load_mimic_cxr",
     "load_training_csv",

@@ -35,6 +35,8 @@ from typing import Literal
 
 from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, List, Value
 
+from .mimic import IMAGE_CHECKS, _image_problem
+
 
 NIH_LABELS = (
     "Atelectasis",
@@ -237,6 +239,27 @@ def _missing_images(source: str, data_dir: str, missing: list[str], total: int, 
     warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
 
 
+def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict: bool) -> list[tuple[str, str, list]]:
+    """The rows whose image passes `check` ("none", "header", "full"; see `load_mimic_cxr`); DICOMs are left
+    to the processor. Unreadable ones are raised (strict, or all of them) or left out with one warning."""
+    if check not in IMAGE_CHECKS:
+        raise ValueError(f"`check_images` must be one of {IMAGE_CHECKS}; found {check!r}.")
+    kept, bad = [], []
+    for row in rows:
+        problem = None if row[0].lower().endswith(DICOM_SUFFIXES) else _image_problem(row[0], check)
+        if problem is None:
+            kept.append(row)
+        else:
+            bad.append(f"{row[1]} ({problem})")
+    if bad:
+        shown = ", ".join(bad[:_EXAMPLES]) + (", ..." if len(bad) > _EXAMPLES else "")
+        message = f"{len(bad)} of {len(rows)} images named in {source} cannot be read (e.g. {shown})"
+        if strict or not kept:
+            raise OSError(message + ".")
+        warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+    return kept
+
+
 def _warn_ambiguous(index: _ImageIndex):
     if index.ambiguous:
         name, matches = index.ambiguous[0]
@@ -272,9 +295,9 @@ def _dataset(rows: list[tuple[str, str, list]], names: Sequence[str], descriptio
 
 
 def _located(
-    entries: list[tuple[str, list]], index: _ImageIndex, source: str, strict: bool
+    entries: list[tuple[str, list]], index: _ImageIndex, source: str, strict: bool, check_images: str = "header"
 ) -> list[tuple[str, str, list]]:
-    """(absolute path, name, labels) of the listed images found on disk; missing ones reported."""
+    """(absolute path, name, labels) of the listed images found on disk and readable; others reported."""
     rows, missing = [], []
     for name, labels in entries:
         path = index.find(name)
@@ -283,18 +306,23 @@ def _located(
         else:
             rows.append((path, name, labels))
     _missing_images(source, str(index.root), missing, len(entries), strict)
-    return rows
+    return _readable(rows, source, check_images, strict)
 
 
 def _from_lists(
-    lists: dict[str, Path], data_dir: str | os.PathLike, names: Sequence[str], description: str, strict: bool
+    lists: dict[str, Path],
+    data_dir: str | os.PathLike,
+    names: Sequence[str],
+    description: str,
+    strict: bool,
+    check_images: str = "header",
 ) -> DatasetDict:
     """One split per published list, its images found below `data_dir`."""
     index = _ImageIndex(data_dir)
     splits = {}
     for split, path in lists.items():
         entries = read_split_list(path, len(names), strict=strict)
-        rows = _located(entries, index, str(path), strict)
+        rows = _located(entries, index, str(path), strict, check_images)
         splits[split] = _dataset(rows, names, f"{description}, {split} ({path.name}).")
     _warn_ambiguous(index)
     return DatasetDict(splits)
@@ -323,13 +351,16 @@ def load_nih(
     label_fraction: int = 100,
     splits: Sequence[str] | None = None,
     strict: bool = False,
+    check_images: str = "header",
 ) -> DatasetDict:
     """NIH ChestX-ray14 on the published split (train 1/10/100%, val 11,219, test 22,433), 14 labels (`NIH_LABELS`).
 
-    Images (`<id>.png`) are found anywhere below `data_dir`, e.g. the official `images_00X/images/` folders.
+    Images (`<id>.png`) are found anywhere below `data_dir`, e.g. the official `images_00X/images/` folders, and
+    checked as `check_images` says ("header": a truncated file is left out; see `load_mimic_cxr`).
     """
     lists = _published_lists(_split_folder(split_dir, NIH_FOLDER), label_fraction, _check_splits(splits, SPLITS))
-    return _from_lists(lists, data_dir, NIH_LABELS, f"NIH ChestX-ray14, MRM split, {label_fraction}% labels", strict)
+    description = f"NIH ChestX-ray14, MRM split, {label_fraction}% labels"
+    return _from_lists(lists, data_dir, NIH_LABELS, description, strict, check_images)
 
 
 # ---- CheXpert --------------------------------------------------------------------------------------------------------
@@ -615,6 +646,7 @@ def load_csv(
     class_names: Sequence[str] | None = None,
     image_root: str | os.PathLike | None = None,
     strict: bool = False,
+    check_images: str = "header",
 ) -> DatasetDict:
     """Images and labels from CSVs with an image path column and either 0/1 label columns or one class-id column.
 
@@ -672,5 +704,6 @@ def load_csv(
             else:
                 missing.append(image)
         _missing_images(str(path), str(root), missing, len(entries), strict)
+        rows = _readable(rows, str(path), check_images, strict)
         result[split] = _dataset(rows, names, f"Images and labels from {path.name} ({problem_type}).", label_feature)
     return DatasetDict(result)

@@ -13,20 +13,20 @@ published labels: the original ids at every position, [CLS] and [PAD] included.
 Both rules draw one uniform number per position and mask a word iff the number at its first token is below the
 probability, so on the same draws they give the same mask wherever the published quirks do not apply.
 
-Randomness: with `seed=None` (the default) the main process draws from torch's global RNG, which
-`transformers.set_seed` seeds and Trainer checkpoints and restores, so a resumed run masks exactly as an
-uninterrupted one. With a `seed` the collator owns a `torch.Generator` seeded once, so the same seed gives the same
-masks for the same sequence of batches. In a DataLoader worker each worker gets its own copy, re-seeded from `seed`
-and the worker's torch seed (`get_worker_info().seed`), so workers and epochs draw different masks, reproducibly
-whenever the DataLoader's generator (or torch's global seed) is fixed.
+Randomness: with `seed=None` (the default) masks are drawn from torch's global RNG (in a DataLoader worker, the
+worker's own seeded one). With a `seed` (an int, or the `SeededDraws` the training transform shares) each report's
+mask comes from a generator keyed by (seed, epoch, sample index) when the examples carry `sample_index`: new masks
+every epoch, independent of batch composition, workers and processes, and the same after a resume mid-epoch. Examples
+without it draw from one seeded stream per epoch, process and worker (see `mrm_hf.data.seeding`).
 """
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from .seeding import SAMPLE_INDEX, SeededDraws
 
 
 def token_lookups(tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,14 +46,20 @@ def whole_word_mask(
     mask_token_id: int,
     pad_token_id: int,
     probability: float = 0.5,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     published: bool = False,
 ) -> torch.Tensor:
-    """Which positions of (batch, length) ids to mask, as a bool tensor; lookups come from `token_lookups`."""
+    """Which positions of (batch, length) ids to mask, as a bool tensor; lookups come from `token_lookups`.
+    `generator` may be one generator per row."""
     ids = torch.as_tensor(input_ids)
     if ids.dim() != 2:
         raise ValueError(f"`input_ids` must be (batch, length), got shape {tuple(ids.shape)}.")
-    draws = torch.rand(ids.shape, generator=generator) < probability
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != ids.shape[0]:
+            raise ValueError(f"expected one generator per row ({ids.shape[0]}); found {len(generator)}")
+        draws = torch.stack([torch.rand(ids.shape[1], generator=g) for g in generator]) < probability
+    else:
+        draws = torch.rand(ids.shape, generator=generator) < probability
     if published:
         return _published_mask(ids.tolist(), draws.tolist(), is_continuation, mask_token_id, pad_token_id)
 
@@ -100,10 +106,9 @@ class DataCollatorForMRM:
     max_length: int = 100
     published_masking: bool = False
     label_mode: Literal["masked", "all"] = "masked"
-    seed: int | None = None
+    seed: "int | SeededDraws | None" = None
     return_tensors: str = "pt"
-    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
-    _generator_owner: Any = field(default=None, init=False, repr=False)
+    draws: SeededDraws = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.return_tensors != "pt":
@@ -116,27 +121,27 @@ class DataCollatorForMRM:
             if getattr(self.tokenizer, name) is None:
                 raise ValueError(f"The tokenizer must define `{name.removesuffix('_id')}`; it has none.")
         self._is_continuation, self._is_special = token_lookups(self.tokenizer)
+        self.draws = self.seed if isinstance(self.seed, SeededDraws) else SeededDraws(self.seed)
 
-    def __getstate__(self):
-        # A worker re-seeds its own generator; torch generators need not travel.
-        return {**self.__dict__, "_generator": None, "_generator_owner": None}
-
-    def generator(self) -> torch.Generator | None:
-        """This process's generator: None (torch's global RNG) in the main process without a seed; else seeded once."""
-        info = torch.utils.data.get_worker_info()
-        if info is None and self.seed is None:
-            return None
-        owner = None if info is None else (info.id, info.seed)
-        if self._generator is None or owner != self._generator_owner:
-            seed = self.seed
-            if info is not None:
-                entropy = [info.seed] if seed is None else [seed, info.seed]
-                seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
-            self._generator = torch.Generator().manual_seed(seed)
-            self._generator_owner = owner
-        return self._generator
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's masks (and crops, when the transform shares these draws)."""
+        self.draws.set_epoch(epoch)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        for position, example in enumerate(examples):
+            if not isinstance(example, dict):
+                raise TypeError(
+                    f"DataCollatorForMRM: expected each example as a dict; found {type(example).__name__} at "
+                    f"position {position} of the batch."
+                )
+        # An image the training transform skipped (unreadable; it logged which) leaves its example out.
+        kept = [e for e in examples if not ("pixel_values" in e and e["pixel_values"] is None)]
+        if not kept:
+            raise ValueError(
+                f"expected at least one readable image in the batch; all {len(examples)} were skipped as unreadable "
+                "(see the warnings naming them)."
+            )
+        examples = kept
         input_ids, attention_mask = self._encode(examples)
         mask = whole_word_mask(
             input_ids,
@@ -145,7 +150,7 @@ class DataCollatorForMRM:
             self.tokenizer.mask_token_id,
             self.tokenizer.pad_token_id,
             self.mlm_probability,
-            self.generator(),
+            self.draws.for_samples([e.get(SAMPLE_INDEX) for e in examples], "mask"),
             self.published_masking,
         )
         batch = {
@@ -155,7 +160,18 @@ class DataCollatorForMRM:
             "labels": input_ids if self.label_mode == "all" else input_ids.masked_fill(~mask, -100),
         }
         if "pixel_values" in examples[0]:
+            for position, example in enumerate(examples):
+                if "pixel_values" not in example:
+                    where = _where(example, position)
+                    raise ValueError(f"expected `pixel_values` in every example; found none in {where}.")
             batch["pixel_values"] = torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])
+            finite = torch.isfinite(batch["pixel_values"]).flatten(1).all(1)
+            if not finite.all():
+                position = int((~finite).nonzero()[0])
+                raise ValueError(
+                    "expected finite `pixel_values`; found NaN or infinite values in "
+                    f"{_where(examples[position], position)}."
+                )
         for key in ("decoded_images", "original_sizes"):  # --augment_on_device: augmented later, on the device
             if key in examples[0]:
                 batch[key] = torch.stack([torch.as_tensor(e[key]) for e in examples])
@@ -168,6 +184,12 @@ class DataCollatorForMRM:
             key = "text" if "text" in first else "report" if "report" in first else None
             if key is None:
                 raise KeyError(f"Each example needs `input_ids`, `text` or `report`; found keys {sorted(first)}.")
+            for position, example in enumerate(examples):
+                if not isinstance(example.get(key), str):
+                    raise TypeError(
+                        f"expected `{key}` as a str in every example; found {type(example.get(key)).__name__} in "
+                        f"{_where(example, position)}."
+                    )
             encoded = self.tokenizer(
                 [e[key] for e in examples],
                 padding="max_length",
@@ -181,13 +203,28 @@ class DataCollatorForMRM:
         input_ids = torch.full((len(examples), self.max_length), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
         for row, example in enumerate(examples):
+            if example.get("input_ids") is None:
+                raise ValueError(f"expected `input_ids` in every example; found none in {_where(example, row)}.")
             ids = torch.as_tensor(example["input_ids"], dtype=torch.long).flatten()[: self.max_length]
             given = example.get("attention_mask")
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = (
                 1 if given is None else torch.as_tensor(given, dtype=torch.long).flatten()[: len(ids)]
             )
+        outside = (input_ids < 0) | (input_ids >= len(self._is_continuation))
+        if outside.any():
+            row, column = (int(i) for i in outside.nonzero()[0])
+            raise ValueError(
+                f"expected `input_ids` in the tokenizer's vocabulary (0 to {len(self._is_continuation) - 1}); found "
+                f"{int(input_ids[row, column])} at position {column} of {_where(examples[row], row)}."
+            )
         return input_ids, attention_mask
+
+
+def _where(example: dict, position: int) -> str:
+    """Which example of a batch: its position, and its sample index when it carries one."""
+    index = example.get(SAMPLE_INDEX)
+    return f"the example at position {position} of the batch" + ("" if index is None else f" (sample {index})")
 
 
 __all__ = ["DataCollatorForMRM", "token_lookups", "whole_word_mask"]

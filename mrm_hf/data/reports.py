@@ -109,6 +109,9 @@ def _heading_name(heading: str) -> str:
 
 def extract_sections(report: str) -> dict[str, str]:
     """Split a report into named sections with flattened whitespace; always has `findings` and `impression`."""
+    if not isinstance(report, str):
+        found = f"{type(report).__name__} ({report!r:.60})"
+        raise TypeError(f"extract_sections: expected the report as a str; found {found}")
     text = _BANNER.sub(" ", report.replace("\r\n", "\n").replace("\r", "\n"))
     headings = [heading for heading in _HEADING.finditer(text) if _starts_section(text, heading)]
 
