@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_base import BatchFeature
+from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
 from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
 
@@ -488,20 +489,31 @@ class MRMImageProcessor(PilBackend):
         features["labels"] = np.stack(labels)
         return BatchFeature(data=dict(features), tensor_type=kwargs.get("return_tensors"))
 
-    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
-        """One (height, width) map of class ids per image: the logits resized (bilinear) to target_sizes, arg-max."""
+    def post_process_semantic_segmentation(
+        self, outputs, target_sizes=None, return_segmentation_scores: bool = False
+    ) -> list:
+        """One (height, width) map of class ids per image: the logits resized (bilinear) to target_sizes, arg-max.
+
+        With `return_segmentation_scores`, each item is a `SemanticSegmentationPostProcessorOutput` that also holds
+        the (resized) logits as `segmentation_scores`, as transformers' segmentation processors return.
+        """
         logits = outputs.logits
         if target_sizes is not None and len(target_sizes) != len(logits):
             raise ValueError(f"Expected one target size per image; found {len(target_sizes)} for {len(logits)}.")
-        maps = []
+        results = []
         for index, image_logits in enumerate(logits):
             if target_sizes is not None:
                 size = tuple(int(side) for side in target_sizes[index])
                 image_logits = torch.nn.functional.interpolate(
                     image_logits[None].float(), size=size, mode="bilinear", align_corners=False
                 )[0]
-            maps.append(image_logits.argmax(dim=0))
-        return maps
+            segmentation = image_logits.argmax(dim=0)
+            if return_segmentation_scores:
+                segmentation = SemanticSegmentationPostProcessorOutput(
+                    data={"segmentation": segmentation, "segmentation_scores": image_logits}
+                )
+            results.append(segmentation)
+        return results
 
     def fetch_images(self, image_url_or_urls):
         """Paths, bytes and datasets image dicts as PIL images (DICOM included); images pass through."""

@@ -47,7 +47,12 @@ from transformers.models.auto.modeling_auto import (
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
 from transformers_common.tests.test_configuration_common import ConfigTester
-from transformers_common.tests.test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from transformers.modeling_outputs import SemanticSegmenterOutput
+from transformers_common.tests.test_image_processing_common import (
+    ImageProcessingTester,
+    ImageProcessingTestMixin,
+    PostProcessSemanticSegmentationTestMixin,
+)
 from transformers_common.tests.test_modeling_common import ModelTesterMixin, floats_tensor, ids_tensor
 
 
@@ -233,8 +238,15 @@ class MRMImageProcessingTester(ImageProcessingTester):
         # transformers finds a model's processors in its auto mapping by the test folder's name; MRM's is its own.
         return {"pil": MRMImageProcessor}
 
+    def prepare_post_process_semantic_segmentation_inputs(self):
+        # The common tester reads a (height, width) `size`; MRM's evaluation view resizes the short side, then crops.
+        num_labels, height, width = 2, self.crop_size["height"], self.crop_size["width"]
+        logits = torch.randn(self.batch_size, num_labels, height, width)
+        return {"outputs": SemanticSegmenterOutput(logits=logits)}, {"num_labels": num_labels, "height": height,
+                                                                      "width": width}
 
-class MRMImageProcessingTest(ImageProcessingTestMixin, unittest.TestCase):
+
+class MRMImageProcessingTest(ImageProcessingTestMixin, PostProcessSemanticSegmentationTestMixin, unittest.TestCase):
     image_processor_tester_class = MRMImageProcessingTester
 
     def test_call_numpy_4_channels(self):
