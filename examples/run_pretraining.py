@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model()
     if not training_args.push_to_hub:
         trainer.create_model_card()
-    logger.info("Done: model, image processor, tokenizer, figure and model card in %s", training_args.output_dir)
+    saved = "image processor" if tokenizer is None else "processor (image processor and tokenizer)"
+    logger.info("Done: model, %s, figure and model card in %s", saved, training_args.output_dir)
     return results
 
 

@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
                 repo_id=repo_id, folder_path=output_dir, commit_message="MRM pre-training", ignore_patterns=["step_*", "_*"]
             )
     accelerator.end_training()
-    accelerator.print(f"Done: model, image processor, tokenizer, figure and model card in {output_dir}")
+    saved = "image processor" if tokenizer is None else "processor (image processor and tokenizer)"
+    accelerator.print(f"Done: model, {saved}, figure and model card in {output_dir}")
     return metrics
 
 

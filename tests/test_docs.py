@@ -180,7 +180,7 @@ def run_launcher(tokens: list[str], cwd: Path) -> None:
         assert f"Num processes: {processes}" in printed, printed[-3000:]
     else:  # the Trainer script says what it does, and where it wrote
         assert "Pre-training MRM on the demo records for 2 steps (total batch 16)" in printed, printed[-3000:]
-        assert f"Done: model, image processor, tokenizer, figure and model card in {cwd / 'out'}" in printed
+        assert f"Done: model, processor (image processor and tokenizer), figure and model card in {cwd / 'out'}" in printed
         # each process took 16 / processes records per step
         assert processes == 1 or f"--per_device_train_batch_size 16 lowered to {16 // processes}" in printed
     assert (cwd / "out" / "model.safetensors").is_file()
