@@ -20,6 +20,7 @@ from datasets import DatasetDict, Image as ImageFeature, load_from_disk
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .configuration_mrm import MRMConfig
@@ -148,6 +149,12 @@ class DataArguments:
 @dataclass
 class PretrainingArguments(TrainingArguments):
     """TrainingArguments with the published recipe as defaults."""
+
+    prediction_loss_only: bool = field(
+        default=True,
+        metadata={"help": "Evaluation reports losses only. Keeping the logits would gather report logits whose "
+                          "length (labelled tokens) differs between processes, and hold every logit of the set."},
+    )
 
     base_learning_rate: float = field(
         default=BASE_LEARNING_RATE, metadata={"help": "lr = base_learning_rate x total batch size / 256."}
@@ -581,7 +588,8 @@ class ImageCollator:
         self.draws.set_epoch(epoch)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        kept = [e for e in examples if e.get("pixel_values") is not None]  # unreadable images the transform skipped
+        # Unreadable images the transform skipped; --augment_on_device batches carry `decoded_images` instead.
+        kept = [e for e in examples if not ("pixel_values" in e and e["pixel_values"] is None)]
         if not kept:
             raise ValueError(f"expected at least one readable image in the batch; all {len(examples)} were skipped.")
         return collate_images(kept)
@@ -818,6 +826,12 @@ class MRMPreTrainer(Trainer):
         best = self.state.best_model_checkpoint
         if best is not None and Path(best).parent == staging.parent:
             self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+            if self.args.should_save:  # the saved state named the staging folder; a resumed run must find the best
+                temporary = final / f"{TRAINER_STATE_NAME}.tmp"
+                self.state.save_to_json(str(temporary))
+                temporary.replace(final / TRAINER_STATE_NAME)
+        if self.args.push_to_hub:
+            super()._push_from_checkpoint(str(final))  # only once complete, from where it stays
         if self.args.should_save:
             rotate_checkpoints(
                 output_dir=str(run_dir),
@@ -825,6 +839,10 @@ class MRMPreTrainer(Trainer):
                 best_model_checkpoint=self.state.best_model_checkpoint,
                 use_mtime=True,
             )
+
+    def _push_from_checkpoint(self, checkpoint_folder) -> None:
+        if self._staging_root is None:  # Trainer's own call, from the staging folder, waits for `_save_checkpoint`
+            super()._push_from_checkpoint(checkpoint_folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
         with reading_checkpoint(resume_from_checkpoint):

@@ -115,10 +115,22 @@ def load_encoder_or_classifier(checkpoint: str | Path):
             f"--checkpoint {checkpoint}: expected an MRM folder with config.json (convert a published .pth first with "
             "`python -m mrm_hf.convert --checkpoint FILE --output-dir FOLDER`)."
         )
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type != "mrm":
+        raise ConversionError(f"--checkpoint {checkpoint}: expected an MRM folder (model_type 'mrm' in config.json); "
+                              f"found model_type {model_type!r}.")
     config = MRMConfig.from_pretrained(path)
-    if any(name.endswith("ForImageClassification") for name in config.architectures or []):
-        return MRMForImageClassification.from_pretrained(path)
-    return MRMModel.from_pretrained(path)
+    classifier = any(name.endswith("ForImageClassification") for name in config.architectures or [])
+    model_class = MRMForImageClassification if classifier else MRMModel
+    model, loading = model_class.from_pretrained(path, output_loading_info=True)
+    # An encoder taken from a pre-training folder has no trained pooling norm (fc_norm): that one starts at (1, 0).
+    missing = [key for key in loading["missing_keys"] if not key.startswith(("pooler.layernorm.", "image_encoder.pooler."))]
+    if classifier:
+        missing = loading["missing_keys"]
+    if missing:
+        raise ConversionError(f"--checkpoint {checkpoint}: expected every encoder weight in the folder; found "
+                              f"{len(missing)} missing, e.g. {sorted(missing)[:5]}. Nothing was written.")
+    return model
 
 
 def export_to_timm(checkpoint: str | Path, output_dir: str | Path, overwrite: bool = False):

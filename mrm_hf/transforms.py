@@ -40,7 +40,7 @@ from PIL import Image
 
 from .data.mimic import RecordError
 from .data.seeding import SAMPLE_INDEX, SeededDraws
-from .image_processing_mrm import MRMImageProcessor, resize_grayscale, to_grayscale
+from .image_processing_mrm import MRMImageProcessor, _check_shape, resize_grayscale, to_grayscale
 
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def open_fast(image) -> Image.Image | None:
     `draft` still applies); None for every other input, which takes the processor's exact path."""
     if isinstance(image, Image.Image):
         fast = image.format in ("JPEG", "PPM")
+        name = getattr(image, "filename", "") or "<PIL image>"
     elif isinstance(image, (str, os.PathLike, bytes, dict)):
         source = image
         if isinstance(image, dict):
@@ -95,7 +96,10 @@ def open_fast(image) -> Image.Image | None:
         fast = True
     else:
         return None
-    return image if fast and image.mode in ("L", "RGB") else None
+    if not fast or image.mode not in ("L", "RGB"):
+        return None
+    _check_shape(image.height, image.width, name)  # the exact path's refusal of hostile sizes, before any decoding
+    return image
 
 
 def _draft_scale(image: Image.Image, size: tuple[int, int] | None) -> float:

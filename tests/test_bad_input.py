@@ -93,6 +93,17 @@ def test_absurd_aspect_ratio_is_refused_before_resizing(tmp_path):
         MRMImageProcessor(size={"shortest_edge": 100000}, do_center_crop=False)(np.zeros((64, 64), np.uint8))
 
 
+def test_fast_jpeg_path_refuses_absurd_aspect_ratios_too(tmp_path):
+    # The drafting path opens JPEGs itself; it must refuse what the exact path refuses, before decoding.
+    from mrm_hf.transforms import open_fast
+
+    Image.new("L", (3000, 1)).save(tmp_path / "strip.jpg")
+    with pytest.raises(ValueError, match=r"aspect ratio of at most 100:1; found 3000x1 px in .*strip.jpg"):
+        open_fast(str(tmp_path / "strip.jpg"))
+    Image.new("L", (300, 200)).save(tmp_path / "fine.jpg")
+    assert open_fast(str(tmp_path / "fine.jpg")).size == (300, 200)
+
+
 def test_bits_stored_scales_twelve_bit_pngs_and_their_absence_warns(tmp_path):
     values = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)
     Image.fromarray(values).save(tmp_path / "twelve.png")

@@ -163,6 +163,18 @@ def test_run_killed_mid_epoch_resumes_bit_identical(script, tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_saved_best_checkpoint_names_its_final_folder_and_evaluation_keeps_only_losses(tmp_path):
+    # Checkpoints are written aside and renamed; the state saved in them must name the folder that stays.
+    out = tmp_path / "out"
+    run_pretraining.main([*TINY, "--eval_strategy", "steps", "--eval_steps", "3", "--metric_for_best_model",
+                          "eval_loss", "--output_dir", str(out)])  # fmt: skip
+    for checkpoint in sorted(out.glob("checkpoint-*")):
+        best = json.loads((checkpoint / "trainer_state.json").read_text())["best_model_checkpoint"]
+        assert best is not None and Path(best).is_dir() and ".partial" not in best, best
+    # Evaluation gathers no logits: report logits of labelled tokens differ in length between processes.
+    assert run_pretraining.PretrainingArguments(output_dir=str(tmp_path)).prediction_loss_only
+
+
 def test_published_recipe_is_the_default():
     from transformers import HfArgumentParser
 

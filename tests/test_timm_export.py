@@ -80,3 +80,22 @@ def test_export_needs_an_mrm_folder(tmp_path, capsys):
     (tmp_path / "MRM.pth").write_bytes(b"")
     code = main(["--to", "timm", "--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "timm")])
     assert code == 2 and "expected an MRM folder with config.json (convert a published .pth first" in capsys.readouterr().err
+
+
+def test_export_refuses_another_model_type_and_an_encoder_with_missing_weights(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "upernet"}))
+    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "other"), "--output-dir", str(tmp_path / "t1")])
+    assert code == 2 and "found model_type 'upernet'" in capsys.readouterr().err
+
+    MRMModel(tiny_config()).save_pretrained(tmp_path / "mrm")
+    weights = load_file(tmp_path / "mrm" / "model.safetensors")
+    removed = sorted(k for k in weights if k.startswith("layers.0."))[0]
+    save_file({k: v for k, v in weights.items() if k != removed}, tmp_path / "mrm" / "model.safetensors",
+              metadata={"format": "pt"})
+    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "t2")])
+    error = capsys.readouterr().err
+    assert code == 2 and "expected every encoder weight in the folder; found" in error and removed in error
+    assert not (tmp_path / "t2").exists()

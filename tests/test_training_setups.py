@@ -91,3 +91,17 @@ def test_do_convert_rgb_is_refused_not_ignored():
         with pytest.raises(ValueError, match="grayscale luminance"):
             MRMImageProcessor()(image, do_convert_rgb=value)
     assert MRMImageProcessor()(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 224, 224)
+
+
+def test_image_only_collator_keeps_decoded_images_and_drops_skipped_ones():
+    # --image_only with --augment_on_device: the workers give `decoded_images`, not `pixel_values`.
+    from mrm_hf.data import SeededDraws
+    from mrm_hf.pretraining import ImageCollator
+
+    collator = ImageCollator(SeededDraws(0))
+    decoded = [{"decoded_images": torch.full((8, 8), i, dtype=torch.uint8), "original_sizes": torch.tensor([8, 8])}
+               for i in range(3)]
+    batch = collator(decoded)
+    assert batch["decoded_images"].shape == (3, 8, 8) and batch["original_sizes"].shape == (3, 2)
+    views = [{"pixel_values": torch.zeros(3, 4, 4)}, {"pixel_values": None}]  # the second image was unreadable
+    assert collator(views)["pixel_values"].shape == (1, 3, 4, 4)
