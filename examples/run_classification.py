@@ -47,7 +47,8 @@ from mrm_hf.finetuning import (
     write_predictions,
 )
 from mrm_hf.metrics import make_compute_metrics
-from mrm_hf.training import check_hub_access, setup_logging, write_model_card
+from mrm_hf.training import check_hub_access, write_model_card
+from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
-    setup_logging(training_args)
+    setup_logging(training_args.get_process_log_level())
     check_hub_access(training_args)
 
     set_seed(training_args.seed)

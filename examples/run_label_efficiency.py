@@ -51,6 +51,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mrm_hf.metric_modules.roc_auc.roc_auc import binary_roc_auc  # the pure function behind the `roc_auc` metric
+from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     if importlib.util.find_spec("matplotlib") is None:
         raise ImportError("Expected matplotlib for the label-efficiency plot; found it missing. Install it with "
                           "`pip install 'mrm-hf[plot]'` (or `pip install matplotlib`) before starting the grid.")
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "environment.json").write_text(json.dumps(environment(argv), indent=2))

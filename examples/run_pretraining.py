@@ -38,7 +38,8 @@ from mrm_hf.pretraining import (
     save_reconstruction_figure,
 )
 from mrm_hf.processing_mrm import processor_for_model
-from mrm_hf.training import check_hub_access, setup_logging, write_model_card
+from mrm_hf.training import check_hub_access, write_model_card
+from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(
         args=argv, args_file_flag="--args_file", look_for_args_file=False
     )
-    setup_logging(training_args)
+    setup_logging(training_args.get_process_log_level())
     check_hub_access(training_args)
 
     set_seed(training_args.seed)

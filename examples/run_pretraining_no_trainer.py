@@ -14,13 +14,10 @@ Mixed precision comes from `--bf16`/`--fp16` (or `accelerate launch --mixed_prec
 
 import logging
 import math
-import sys
 from itertools import islice
 from pathlib import Path
 
-import datasets
 import torch
-import transformers
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from huggingface_hub import HfApi
@@ -52,6 +49,7 @@ from mrm_hf.pretraining import (
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.report_filling import report_loss_by_image
 from mrm_hf.training import check_hub_access, parameter_groups, write_model_card
+from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -96,11 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
         cpu=args.use_cpu,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
+    setup_logging(logging.INFO if accelerator.is_local_main_process else logging.ERROR)
     logger.info(accelerator.state)
-    if not accelerator.is_local_main_process:
-        for library in (datasets.utils.logging, transformers.utils.logging):
-            library.set_verbosity_error()
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
 

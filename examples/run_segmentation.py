@@ -48,7 +48,8 @@ from mrm_hf.segmentation import (
     pack_masks,
     write_overlay,
 )
-from mrm_hf.training import decay_parameter_names, setup_logging, write_model_card
+from mrm_hf.training import decay_parameter_names, write_model_card
+from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def card_results(metrics: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
-    setup_logging(training_args)
+    setup_logging(training_args.get_process_log_level())
 
     set_seed(training_args.seed)
     data = load_data(data_args, training_args.seed)

@@ -1,26 +1,12 @@
-"""What pre-training and fine-tuning share: logging, weight-decay exemptions and the model card."""
+"""What pre-training and fine-tuning share: hub access check, weight-decay exemptions and the model card."""
 
-import logging
 import math
-import sys
 from pathlib import Path
 
 from torch import nn
 
 
 TOKEN_PARAMETERS = ("cls_token", "mask_token")
-
-
-def setup_logging(training_args) -> None:
-    """Log to stdout at TrainingArguments' level for this process (the main one talks, replicas warn)."""
-    import datasets
-    import transformers
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
-    level = training_args.get_process_log_level()
-    for library in (datasets.utils.logging, transformers.utils.logging):
-        library.set_verbosity(level)
-    logging.getLogger("mrm_hf").setLevel(level)
 
 
 def check_hub_access(training_args) -> None:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..image_processing_mrm import to_grayscale
 from ..transforms import open_fast
+from ..utils import setup_logging
 from .mimic import load_mimic_cxr, load_training_csv, short_side_size
 
 
@@ -251,7 +252,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> DatasetDict:
     args = parse_arguments(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
 
     # Images are checked here, while they are decoded, not by the loaders.
     if args.mimic_root:
