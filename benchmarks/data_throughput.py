@@ -12,7 +12,7 @@ prepared records (PGM and JPEG in a `datasets` folder, the format of `python -m 
 Rows:
 - published: `pil_loader` (RGB) -> RandomResizedCrop(448, scale 0.2-1, bicubic) -> flip -> Grayscale(3) -> ToTensor ->
   Normalize, with torchvision when installed (else the same PIL operations written out);
-- mrm-hf: the pre-training script's own training records (`mrm_hf.pretraining.prepare`), read in batches as a
+- mrm-hf: the pre-training script's own training records (`prepare` of examples/pretraining_setup.py), read in batches as a
   DataLoader worker reads them (`dataset[i:i+batch]`), pixel values out;
 - on-device: the worker's decode-only transform per core, plus the batched crop/resize/flip/normalise on --device
   (its time per image added: on a CPU that is far from the accelerator's cost);
@@ -28,7 +28,6 @@ code on PYTHONPATH lacks (for example older code without on-device augmentation)
 
 import argparse
 import io
-import os
 import sys
 import tempfile
 import time
@@ -37,13 +36,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict, Features, Image, Value, concatenate_datasets, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Image, Value, concatenate_datasets
 from PIL import Image as PILImage
 
-import mrm_hf.pretraining as pretraining
+import mrm_hf
 from mrm_hf.image_processing_mrm import MRM_MEAN, MRM_STD, MRMImageProcessor
 from mrm_hf.tokenization_mrm import load_published_tokenizer
 from mrm_hf.transforms import RandomResizedCrop
+
+
+# The pre-training scripts' own set-up, from the examples/ beside the mrm_hf under test (older code kept it in the
+# package as mrm_hf.pretraining).
+sys.path.insert(0, str(Path(mrm_hf.__file__).resolve().parent.parent / "examples"))
+try:
+    import pretraining_setup as pretraining
+except ImportError:
+    import mrm_hf.pretraining as pretraining
 
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -215,7 +223,7 @@ def main(argv=None):
         raise FileNotFoundError(f"No radiographs: expected {SHARED}/data/nih14/images_fullres or --source_images")
     tokenizer = load_published_tokenizer(SHARED / "reference" / "mimic_wordpiece.json")
     device = torch.device(args.device)
-    code = Path(pretraining.__file__).resolve().parent.parent
+    code = Path(mrm_hf.__file__).resolve().parent.parent
     print(f"mrm-hf code: {code}; torch {torch.__version__}; one thread per row; device {device}")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,36 +23,571 @@ and mean AUC (null where a class has one label value only), `test_predictions.cs
 output folder works with `pipeline("image-classification", model=output_dir)`.
 """
 
+import argparse
+import csv
 import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from transformers import set_seed
+from datasets import ClassLabel, DatasetDict, Image, load_dataset
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
-from mrm_hf.data import label_names
-from mrm_hf.finetuning import (
+from mrm_hf import MRMConfig, MRMForImageClassification, MRMImageProcessor
+from mrm_hf.data import (
+    MULTI_LABEL,
     ClassificationCollator,
-    ClassificationTrainer,
-    card_eval_results,
-    card_results,
-    image_processor_for,
-    json_safe_metrics,
-    load_data,
-    load_model,
-    model_card_fields,
-    parse_arguments,
-    prepare,
-    printable_metrics,
+    label_names,
+    label_subset,
+    load_chexpert,
+    load_covid,
+    load_csv,
+    load_nih,
+    load_rsna,
     problem_type_of,
-    processing_class_for,
-    write_predictions,
 )
+from mrm_hf.hub import check_hub_access, write_model_card
 from mrm_hf.metrics import make_compute_metrics
-from mrm_hf.training import check_hub_access, write_model_card
-from mrm_hf.utils import setup_logging
+from mrm_hf.processing_mrm import encoder_image_processor, processor_for_model
+from mrm_hf.training import ClassificationTrainer
+from mrm_hf.transforms import FineTuningTransform
+from mrm_hf.utils import apply_config_overrides, setup_logging
 
 
 logger = logging.getLogger(__name__)
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_classification.md"
+
+
+# ---- the published recipes -------------------------------------------------------------------------------------------
+
+
+PUBLISHED_DROP_PATH_RATE = 0.1
+
+
+# What every published fine-tuning shares (MRM_NOTES §3.2): SGD, momentum 0.9, weight decay 0, warm-up + cosine,
+# gradient clipping at 1.0, batch 96 on one GPU.
+PUBLISHED_OPTIMIZATION = {
+    "optim": "sgd",
+    "optim_args": "momentum=0.9",
+    "weight_decay": 0.0,
+    "lr_scheduler_type": "cosine",
+    "max_grad_norm": 1.0,
+    "per_device_train_batch_size": 96,
+}
+
+
+# (task, percent of training labels) -> (learning rate, warm-up steps, total steps): MRM_NOTES §3.2, per-task table.
+_PUBLISHED_SCHEDULES = {
+    ("nih", 1): (3e-2, 50, 3_000),
+    ("nih", 10): (3e-3, 500, 30_000),
+    ("nih", 100): (3e-3, 5_000, 200_000),
+    ("rsna", 1): (3e-3, 50, 2_000),
+    ("rsna", 10): (5e-4, 200, 10_000),
+    ("rsna", 100): (5e-4, 2_000, 50_000),
+    ("chexpert", 1): (3e-3, 150, 2_000),
+    ("chexpert", 10): (5e-4, 1_500, 60_000),
+    ("chexpert", 100): (5e-4, 15_000, 200_000),
+    ("covid", 100): (3e-2, 50, 1_000),
+}
+
+
+RECIPES = {
+    key: {**PUBLISHED_OPTIMIZATION, "learning_rate": lr, "warmup_steps": warmup, "max_steps": steps}
+    for key, (lr, warmup, steps) in _PUBLISHED_SCHEDULES.items()
+}
+
+
+RECIPE_NAMES = ("nih", "chexpert", "rsna", "covid")
+
+
+DATASET_DESCRIPTIONS = {
+    "nih": "NIH ChestX-ray14 on the published MRM split (70/10/20 by image, as REFERS; not the official test split)",
+    "chexpert": "CheXpert v1.0, the 5 competition labels",
+    "rsna": "RSNA Pneumonia Detection Challenge, stage 2 training images, one label (pneumonia)",
+    "covid": "COVID-19 image data collection (ieee8023)",
+    "csv": "Images and labels listed in CSV files",
+    "imagefolder": "An image folder, one sub-folder per class",
+}
+
+
+HUB_DATASET_NAMES = {
+    "nih": "nih-chest-xray14",
+    "chexpert": "chexpert",
+    "rsna": "rsna-pneumonia",
+    "covid": "covid-chestxray-dataset",
+}
+
+
+def recipe(name: str, label_fraction: int) -> dict:
+    """The published TrainingArguments values of one task at one percentage of training labels."""
+    if (name, label_fraction) not in RECIPES:
+        available = sorted(f"{task} {fraction}%" for task, fraction in RECIPES)
+        raise ValueError(f"No published recipe for {name} with {label_fraction}% of the labels; the published ones "
+                         f"are {available}.")
+    return dict(RECIPES[name, label_fraction])
+
+
+# ---- the command line ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """Which MRM checkpoint to fine-tune, and how."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "An MRM checkpoint (folder or Hub id): a converted published model (python -m mrm_hf.convert), "
+            "the output of run_pretraining.py, an encoder or a classifier. Only the pooling LayerNorm and the head "
+            "are new when it has no classifier, or one with another number of classes. Omit it, and pass "
+            "--model_type mrm, for the random-initialisation baseline."
+        },
+    )
+    model_type: Literal["mrm"] | None = field(
+        default=None,
+        metadata={
+            "help": "Train a randomly initialised MRM from scratch (the baseline of label-efficiency tables): the "
+            "published ViT-B/16 config, or --config_name's, changed by --config_overrides."
+        },
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "With --model_type: a config (folder or config.json) to build the model from."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "With --model_type: config changes, e.g. 'hidden_size=192,num_hidden_layers=4'."},
+    )
+    drop_path_rate: float | None = field(
+        default=None,
+        metadata={"help": f"Stochastic depth of the encoder; default {PUBLISHED_DROP_PATH_RATE} (published), 0 for "
+                          "--linear_probe."},
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning-rate decay, e.g. 0.65-0.75: the head keeps the learning rate, encoder block "
+            "i (of L) gets decay**(L - i), the embeddings decay**(L + 1). The published fine-tuning used none."
+        },
+    )
+    linear_probe: bool = field(
+        default=False,
+        metadata={"help": "Freeze everything but the classifier head (the pooling LayerNorm stays as loaded)."},
+    )
+
+    def __post_init__(self):
+        if (self.model_name_or_path is None) == (self.model_type is None):
+            raise ValueError("Pass --model_name_or_path (fine-tune a checkpoint) or --model_type mrm (train a random "
+                             f"initialisation from scratch), one of them; found --model_name_or_path "
+                             f"{self.model_name_or_path} and --model_type {self.model_type}.")
+        if self.model_name_or_path is not None and (self.config_name or self.config_overrides):
+            raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm); a checkpoint "
+                             f"given by --model_name_or_path ({self.model_name_or_path}) keeps its own config.")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"--layer_decay must be in (0, 1]; found {self.layer_decay}.")
+        if self.layer_decay is not None and self.linear_probe:
+            raise ValueError("--layer_decay scales the encoder's learning rates, which --linear_probe freezes; "
+                             "pass one of them.")
+        if self.drop_path_rate is None:
+            self.drop_path_rate = 0.0 if self.linear_probe else PUBLISHED_DROP_PATH_RATE
+
+
+@dataclass
+class DataArguments:
+    """Which labelled chest X-rays to train, select and test on."""
+
+    dataset: Literal["nih", "chexpert", "rsna", "covid", "csv", "imagefolder"] = field(
+        metadata={
+            "help": "nih, chexpert, rsna, covid (the published splits from --split_dir, images below --data_dir), csv "
+            "(--train_csv etc.) or imagefolder (--data_dir with train/validation/test folders of class folders)."
+        }
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding the dataset's images."})
+    split_dir: str | None = field(
+        default=None,
+        metadata={"help": "The published DatasetsSplits/ folder, or one dataset's folder in it (not shipped)."},
+    )
+    label_fraction: Literal[1, 10, 100] = field(
+        default=100,
+        metadata={"help": "Percent of the training labels: picks the published training list and the --recipe; for "
+                          "csv and imagefolder, a random subset of the training images drawn with --seed."},
+    )
+    covid_task: Literal["covid", "viral"] = field(
+        default="covid", metadata={"help": "COVID task: covid (COVID-19 vs not) or viral (viral vs bacterial)."}
+    )
+    covid_split: int = field(default=1, metadata={"help": "Which of the 5 published COVID splits (1-5)."})
+    uncertain_policy: Literal["published", "ones", "zeros"] = field(
+        default="published",
+        metadata={"help": "CheXpert uncertain labels, without --split_dir: published (per class), ones or zeros."},
+    )
+    train_csv: str | None = field(default=None, metadata={"help": "csv: training images and labels."})
+    validation_csv: str | None = field(default=None, metadata={"help": "csv: validation images and labels."})
+    test_csv: str | None = field(default=None, metadata={"help": "csv: test images and labels."})
+    image_column: str = field(default="image_path", metadata={"help": "csv: the column of image paths."})
+    label_columns: str | None = field(
+        default=None,
+        metadata={"help": "csv: comma-separated label columns (default: every column but the image column)."},
+    )
+    csv_problem_type: Literal["multi_label_classification", "single_label_classification"] = field(
+        default=MULTI_LABEL,
+        metadata={"help": "csv: 0/1 label columns (multi-label, BCE) or one column of class ids (softmax)."},
+    )
+    image_root: str | None = field(
+        default=None, metadata={"help": "csv: folder relative image paths start from (default: each CSV's folder)."}
+    )
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Hold out this fraction of the training images when the dataset has no validation split."},
+    )
+    crop_min_scale: float = field(
+        default=0.08, metadata={"help": "Smallest area fraction of the training RandomResizedCrop (published 0.08)."}
+    )
+    strict: bool = field(
+        default=False, metadata={"help": "Raise at a malformed list line or a listed image missing on disk."}
+    )
+
+    def __post_init__(self):
+        needs = {"nih": ("data_dir", "split_dir"), "covid": ("data_dir", "split_dir"), "chexpert": ("data_dir",),
+                 "rsna": ("data_dir",), "csv": ("train_csv",), "imagefolder": ("data_dir",)}[self.dataset]
+        missing = [f"--{name}" for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"--dataset {self.dataset} needs {' and '.join(missing)}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"--validation_fraction must be in [0, 1); found {self.validation_fraction}.")
+
+
+@dataclass
+class ClassificationTrainingArguments(TrainingArguments):
+    """TrainingArguments with the published fine-tuning as defaults, and `--recipe` for each task's schedule."""
+
+    recipe: Literal["nih", "chexpert", "rsna", "covid"] | None = field(
+        default=None,
+        metadata={
+            "help": "Use a published task's learning rate, warm-up and total steps at --label_fraction (with SGD, "
+            "batch 96) as defaults; any value given on the command line wins."
+        },
+    )
+    optim: str = field(default="sgd", metadata={"help": "Optimizer (published: SGD)."})
+    optim_args: str | None = field(default="momentum=0.9", metadata={"help": "Optimizer options (published momentum)."})
+    learning_rate: float = field(default=3e-3, metadata={"help": "Peak learning rate (see --recipe)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule after the linear warm-up."})
+    per_device_train_batch_size: int = field(default=96, metadata={"help": "Training batch per device (published 96)."})
+    per_device_eval_batch_size: int = field(default=96, metadata={"help": "Evaluation batch per device."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to validate (published: every epoch)."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save; must match --eval_strategy."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the best one is always among them)."}
+    )
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best validation checkpoint."})
+    metric_for_best_model: str | None = field(default="mean_auc", metadata={"help": "Validation metric to select by."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a larger metric is better."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
+
+
+def recipe_defaults(argv: list[str]) -> dict:
+    """The defaults `--recipe NAME --label_fraction N` in argv stand for; empty without `--recipe`."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--recipe", choices=RECIPE_NAMES)
+    parser.add_argument("--label_fraction", "--label-fraction", type=int, default=100)  # both spellings HF accepts
+    known, _ = parser.parse_known_args(argv)
+    return {} if known.recipe is None else recipe(known.recipe, known.label_fraction)
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """(ModelArguments, DataArguments, ClassificationTrainingArguments) from the command line.
+
+    A `--recipe` becomes the parser's defaults before parsing, so every value given on the command line (in any
+    spelling argparse accepts: `--lr 1`, `--learning_rate=1`, `--no_...`) overrides it and nothing has to guess
+    which arguments were typed.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, ClassificationTrainingArguments))
+    parser.set_defaults(**recipe_defaults(argv))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+# ---- data ------------------------------------------------------------------------------------------------------------
+
+
+def _with_image_paths(dataset: DatasetDict) -> DatasetDict:
+    """An `image_path` column from each image's file, for the datasets that lack one (imagefolder)."""
+    result = {}
+    for split, data in dataset.items():
+        paths = [item["path"] for item in data.cast_column("image", Image(decode=False))["image"]]
+        result[split] = data.add_column("image_path", paths)
+    return DatasetDict(result)
+
+
+def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
+    """The `train`, `validation` (and `test`, when the dataset has one) splits with `image` and `labels` columns."""
+    name, strict = data_args.dataset, data_args.strict
+    if name == "nih":
+        data = load_nih(data_args.data_dir, data_args.split_dir, data_args.label_fraction, strict=strict)
+    elif name == "chexpert":
+        data = load_chexpert(data_args.data_dir, data_args.split_dir, data_args.label_fraction,
+                             data_args.uncertain_policy, strict=strict)
+    elif name == "rsna":
+        data = load_rsna(data_args.data_dir, data_args.split_dir, data_args.label_fraction, strict=strict)
+    elif name == "covid":
+        if data_args.label_fraction != 100:
+            raise ValueError(
+                f"The COVID splits use all their labels; found --label_fraction {data_args.label_fraction}."
+            )
+        data = load_covid(data_args.data_dir, data_args.split_dir, data_args.covid_task, data_args.covid_split,
+                          strict=strict)
+    elif name == "csv":
+        columns = None if data_args.label_columns is None else [c.strip() for c in data_args.label_columns.split(",")]
+        data = load_csv(data_args.train_csv, data_args.validation_csv, data_args.test_csv, data_args.image_column,
+                        columns, data_args.csv_problem_type, image_root=data_args.image_root, strict=strict)
+    else:
+        data = load_dataset("imagefolder", data_dir=data_args.data_dir)
+        if "label" not in data["train"].column_names:
+            raise ValueError(f"Expected class sub-folders in each split of {data_args.data_dir} (a `label` column); "
+                             f"found the columns {data['train'].column_names}.")
+        data = _with_image_paths(data.rename_column("label", "labels"))
+
+    if "train" not in data:
+        raise ValueError(f"Expected a train split; found {sorted(data)}.")
+    if "validation" not in data:
+        if not data_args.validation_fraction:
+            raise ValueError(f"Model selection needs a validation split; the {name} data has only {sorted(data)}. "
+                             "Pass --validation_fraction (e.g. 0.1) to hold out part of the training images.")
+        stratify = "labels" if isinstance(data["train"].features["labels"], ClassLabel) else None
+        held_out = data["train"].train_test_split(data_args.validation_fraction, seed=seed,
+                                                  stratify_by_column=stratify)
+        data = DatasetDict({**data, "train": held_out["train"], "validation": held_out["test"]})
+    if name in ("csv", "imagefolder") and data_args.label_fraction != 100:
+        data["train"] = label_subset(data["train"], data_args.label_fraction, seed)
+    empty = [split for split, rows in data.items() if len(rows) == 0]
+    if empty:
+        raise ValueError(f"The {name} splits {empty} have no images.")
+    return data
+
+
+def prepare(data: DatasetDict, image_processor: MRMImageProcessor, size: int, crop_min_scale: float) -> DatasetDict:
+    """The splits with on-the-fly `pixel_values`: the published augmentation on train, the evaluation view elsewhere."""
+    return DatasetDict(
+        {
+            split: rows.with_transform(
+                FineTuningTransform(image_processor, train=split == "train", size=size, scale=(crop_min_scale, 1.0))
+            )
+            for split, rows in data.items()
+        }
+    )
+
+
+# ---- model -----------------------------------------------------------------------------------------------------------
+
+
+def load_model(model_args: ModelArguments, class_names: list[str], problem_type: str) -> MRMForImageClassification:
+    """The classifier for these classes from any MRM checkpoint; a head of another size is replaced, and said so.
+
+    Without a checkpoint (`--model_type mrm`), a randomly initialised classifier of the published (or the given)
+    config: the baseline that shows what pre-training adds.
+    """
+    path = model_args.model_name_or_path
+    labels = dict(
+        num_labels=len(class_names),
+        id2label=dict(enumerate(class_names)),
+        label2id={name: i for i, name in enumerate(class_names)},
+        problem_type=problem_type,
+        drop_path_rate=model_args.drop_path_rate,
+    )
+    if path is None:
+        config = AutoConfig.from_pretrained(model_args.config_name) if model_args.config_name else MRMConfig()
+        if not isinstance(config, MRMConfig):
+            raise ValueError(f"--config_name {model_args.config_name} is a {config.model_type!r} config, not 'mrm'.")
+        if model_args.config_overrides:
+            apply_config_overrides(config, model_args.config_overrides)
+        config.update(labels)
+        config.validate()
+        logger.warning("Training a randomly initialised MRM classifier from scratch (no pre-training).")
+        model = MRMForImageClassification(config)
+        if model_args.linear_probe:
+            freeze_for_linear_probe(model)
+        return model
+    config = AutoConfig.from_pretrained(path)
+    if not isinstance(config, MRMConfig):
+        raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {path}; found model_type "
+                         f"{config.model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`.")
+    has_head = any(name.endswith("ForImageClassification") for name in config.architectures or [])
+    old_names = [config.id2label[i] for i in sorted(config.id2label)] if has_head else []
+    mismatched = has_head and config.num_labels != len(class_names)
+    if mismatched:
+        logger.warning(
+            "%s has a classifier head for %d classes %s; the data has %d classes %s. The head is re-initialised "
+            "(the encoder and the pooling LayerNorm are kept).", path, config.num_labels, old_names, len(class_names),
+            class_names,
+        )  # fmt: skip
+    elif has_head and old_names != class_names:
+        logger.warning("%s was trained for the classes %s; its head outputs are kept, in order, for %s.", path,
+                       old_names, class_names)
+    model = MRMForImageClassification.from_pretrained(path, ignore_mismatched_sizes=mismatched, **labels)
+    if model_args.linear_probe:
+        freeze_for_linear_probe(model)
+    return model
+
+
+def freeze_for_linear_probe(model: MRMForImageClassification) -> list[str]:
+    """Leave only the classifier head trainable; return the names of the trainable parameters.
+
+    MAE's linear probe puts a BatchNorm without affine before the head to standardise the features. MRM's pooled
+    output is already LayerNorm-ed (the published `fc_norm`), and a BatchNorm would be a module the saved classifier
+    (and the pipeline) does not have, so none is added. The pooling LayerNorm stays frozen: its scale and shift would
+    only re-parameterise the linear head.
+    """
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith("classifier."))
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+
+
+def image_processor_for(model: MRMForImageClassification) -> MRMImageProcessor:
+    """The published evaluation view (short side, then centre crop) at the model's input size."""
+    return encoder_image_processor(model.config.image_size)
+
+
+def processing_class_for(model: MRMForImageClassification, source: str | None, image_processor: MRMImageProcessor):
+    """What the fine-tuned folder carries: an MRMProcessor when the source checkpoint has a report tokenizer (so the
+    folder stays a complete MRM record model), else (a random initialisation too) the image processor alone."""
+    if source is None or (Path(source).is_dir() and not (Path(source) / "tokenizer.json").is_file()):
+        return image_processor
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        return image_processor
+    return processor_for_model(model, tokenizer, image_processor)
+
+
+# ---- results and model card ------------------------------------------------------------------------------------------
+
+
+def json_safe_metrics(metrics: dict, prefix: str, class_names: list[str]) -> dict:
+    """Metrics with NaN as None (JSON null), warning about the classes whose AUC is undefined in this split."""
+    safe = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+    keys = {name: f"{prefix}_auc_{name}" for name in class_names}
+    undefined = [name for name, key in keys.items() if key in safe and safe[key] is None]
+    if undefined:
+        logger.warning(
+            "The %s ROC-AUC is undefined (None) for %s: their labels hold one value only in the %s split%s.", prefix,
+            undefined, prefix, "; so is the mean AUC" if safe.get(f"{prefix}_mean_auc") is None else "",
+        )  # fmt: skip
+    return safe
+
+
+def printable_metrics(metrics: dict) -> dict:
+    """Metrics for `Trainer.log_metrics`, which cannot print None: undefined values as "undefined"."""
+    return {k: "undefined" if v is None else v for k, v in metrics.items()}
+
+
+def write_predictions(path: str | os.PathLike, image_paths: list[str], logits, labels, class_names: list[str],
+                      problem_type: str) -> Path:
+    """A CSV of each image's labels and logits (`logit_<class>`), the exact values the metrics were computed from."""
+    path = Path(path)
+    label_header = [f"label_{name}" for name in class_names] if problem_type == MULTI_LABEL else ["label"]
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["image_path", *label_header, *(f"logit_{name}" for name in class_names)])
+        for image, label, logit in zip(image_paths, labels, logits):
+            label = [int(v) for v in label] if problem_type == MULTI_LABEL else [int(label)]
+            writer.writerow([image, *label, *(repr(float(v)) for v in logit)])
+    return path
+
+
+def _name(option) -> str:
+    """An enum option of TrainingArguments by its value."""
+    return str(getattr(option, "value", option))
+
+
+def model_card_fields(
+    model: MRMForImageClassification,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: ClassificationTrainingArguments,
+    num_train_images: int,
+) -> dict:
+    """What `model_cards/mrm_classification.md` needs besides the results."""
+    config = model.config
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    base_model = model_args.model_name_or_path
+    if base_model is None or Path(base_model).exists():
+        base_model = None  # only Hub ids are metadata
+    description = DATASET_DESCRIPTIONS[data_args.dataset]
+    if data_args.dataset in ("nih", "chexpert", "rsna") and data_args.split_dir is not None:
+        description += f", {data_args.label_fraction}% of the training labels (the published list)"
+    if data_args.dataset in ("csv", "imagefolder") and data_args.label_fraction != 100:
+        description += f", {data_args.label_fraction}% of the training labels (a random subset, seed {training_args.seed})"
+    if data_args.dataset == "covid":
+        description += f", task {data_args.covid_task}, published split {data_args.covid_split}"
+    if training_args.recipe is not None:
+        recipe_text = f"published {training_args.recipe} recipe at {data_args.label_fraction}% labels"
+    else:
+        recipe_text = "none (arguments as given)"
+    total_batch = (training_args.per_device_train_batch_size * training_args.world_size
+                   * training_args.gradient_accumulation_steps)
+    schedule = f"{training_args.max_steps} steps" if training_args.max_steps > 0 else \
+        f"{training_args.num_train_epochs} epochs"
+    return dict(
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        license="mit",
+        # None of these datasets is on the Hub under these names: tags name them without linking a missing page.
+        tags=["image-classification", data_args.dataset, *([HUB_DATASET_NAMES[data_args.dataset]]
+                                                           if data_args.dataset in HUB_DATASET_NAMES else [])],
+        pipeline_tag="image-classification",
+        base_model=base_model,
+        source_model=model_args.model_name_or_path or "a random initialisation (no pre-training: the baseline)",
+        dataset_description=f"{description}: {num_train_images} training images.",
+        class_names=list(config.id2label[i] for i in sorted(config.id2label)),
+        multi_label=config.problem_type == MULTI_LABEL,
+        image_size=config.image_size,
+        hyperparameters={
+            "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
+            "head": "linear on the mean patch token, after LayerNorm" + (" (linear probe: only the head trained)"
+                                                                         if model_args.linear_probe else ""),
+            "loss": "binary cross-entropy with logits" if config.problem_type == MULTI_LABEL else "cross-entropy",
+            "recipe": recipe_text,
+            "optimizer": f"{_name(training_args.optim)} ({training_args.optim_args or 'defaults'}), weight decay "
+            f"{training_args.weight_decay}",
+            "learning rate": f"{training_args.learning_rate:g} ({_name(training_args.lr_scheduler_type)}, warm-up "
+            f"{training_args.warmup_steps:g} steps)",
+            "layer-wise lr decay": model_args.layer_decay if model_args.layer_decay is not None else "none",
+            "drop path": model_args.drop_path_rate,
+            "total batch": total_batch,
+            "length": schedule,
+            "gradient clipping": training_args.max_grad_norm,
+            "model selection": f"best validation {training_args.metric_for_best_model}",
+        },
+    )
+
+
+def card_eval_results(metrics: dict, class_names: list[str], dataset: str) -> list:
+    """The card's `model-index`: the mean and per-class ROC-AUC of the split `card_results` reports."""
+    from huggingface_hub import EvalResult
+
+    split, results = card_results(metrics, class_names)
+    name = DATASET_DESCRIPTIONS.get(dataset, dataset).split(" (")[0]
+    return [
+        EvalResult(task_type="image-classification", dataset_type=HUB_DATASET_NAMES.get(dataset, dataset),
+                   dataset_name=name, dataset_split=split, metric_type="roc_auc", metric_name=metric,
+                   metric_value=value)
+        for metric, value in results.items() if value is not None
+    ]
+
+
+def card_results(metrics: dict, class_names: list[str]) -> tuple[str | None, dict]:
+    """The split the card reports (test, else validation) and its mean and per-class AUCs, None where undefined."""
+    for prefix, split in (("test", "test"), ("eval", "validation")):
+        if f"{prefix}_mean_auc" in metrics:
+            results = {"mean AUC": metrics[f"{prefix}_mean_auc"]}
+            results.update({f"AUC {name}": metrics.get(f"{prefix}_auc_{name}") for name in class_names
+                            if f"{prefix}_auc_{name}" in metrics})
+            return split, results
+    return None, {}
+
+
+# ---- the run ---------------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict:

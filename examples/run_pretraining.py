@@ -18,14 +18,15 @@ Any argument of `--args_file` can be overridden on the command line after it.
 import logging
 from pathlib import Path
 
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
-from mrm_hf.pretraining import (
-    DataArguments,
-    ModelArguments,
-    MRMPreTrainer,
-    PretrainingArguments,
-    derive_schedule,
+from mrm_hf.checkpoints import resolve_checkpoint
+from mrm_hf.figures import save_reconstruction_figure
+from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.processing_mrm import processor_for_model
+from mrm_hf.training import MRMPreTrainer, derive_schedule
+from mrm_hf.utils import setup_logging
+from pretraining_setup import (
     device_augmentation,
     figure_samples,
     image_processor_for,
@@ -33,13 +34,9 @@ from mrm_hf.pretraining import (
     load_records,
     load_tokenizer,
     model_card_fields,
+    parse_arguments,
     prepare,
-    resolve_checkpoint,
-    save_reconstruction_figure,
 )
-from mrm_hf.processing_mrm import processor_for_model
-from mrm_hf.training import check_hub_access, write_model_card
-from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -47,10 +44,7 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=argv, args_file_flag="--args_file", look_for_args_file=False
-    )
+    model_args, data_args, training_args = parse_arguments(argv)
     setup_logging(training_args.get_process_log_level())
     check_hub_access(training_args)
 
@@ -64,16 +58,14 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
     records = load_records(data_args, training_args.seed, reports=not model_args.image_only)
-    tokenizer = None  # --image_only: no reports, no report branch
-    if not model_args.image_only:
-        tokenizer = load_tokenizer(
-            model_args,
-            list(records["train"]["report"]),
-            checkpoint,
-            training_args.output_dir,
-            lambda: training_args.main_process_first(local=False, desc="report tokenizer"),
-            training_args.process_index == 0,
-        )
+    tokenizer = load_tokenizer(  # None under --image_only
+        model_args,
+        records["train"],
+        checkpoint,
+        training_args.output_dir,
+        lambda: training_args.main_process_first(local=False, desc="report tokenizer"),
+        training_args.process_index == 0,
+    )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)  # saved in every checkpoint by Trainer

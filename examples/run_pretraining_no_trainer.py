@@ -23,14 +23,16 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from huggingface_hub import HfApi
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser, get_scheduler
+from transformers import get_scheduler
 
-from mrm_hf.pretraining import (
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    accumulate_gradients,
-    derive_schedule,
+from mrm_hf.checkpoints import publish_checkpoint, reading_checkpoint, resolve_checkpoint, staging_folder
+from mrm_hf.figures import save_reconstruction_figure
+from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.processing_mrm import processor_for_model
+from mrm_hf.report_filling import report_loss_by_image
+from mrm_hf.training import RunningMeans, accumulate_gradients, derive_schedule, parameter_groups
+from mrm_hf.utils import setup_logging
+from pretraining_setup import (
     device_augmentation,
     figure_samples,
     image_processor_for,
@@ -38,18 +40,9 @@ from mrm_hf.pretraining import (
     load_records,
     load_tokenizer,
     model_card_fields,
+    parse_arguments,
     prepare,
-    RunningMeans,
-    publish_checkpoint,
-    reading_checkpoint,
-    resolve_checkpoint,
-    save_reconstruction_figure,
-    staging_folder,
 )
-from mrm_hf.processing_mrm import processor_for_model
-from mrm_hf.report_filling import report_loss_by_image
-from mrm_hf.training import check_hub_access, parameter_groups, write_model_card
-from mrm_hf.utils import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -77,10 +70,7 @@ def evaluate(model, loader, accelerator, seed: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
-    model_args, data_args, args = parser.parse_args_into_dataclasses(
-        args=argv, args_file_flag="--args_file", look_for_args_file=False
-    )
+    model_args, data_args, args = parse_arguments(argv)
     check_hub_access(args)
     state = PartialState(cpu=args.use_cpu)
     derive_schedule(args, state.num_processes)
@@ -102,16 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir, "step_")
     with accelerator.main_process_first():
         records = load_records(data_args, args.seed, reports=not model_args.image_only)
-    tokenizer = None  # --image_only: no reports, no report branch
-    if not model_args.image_only:
-        tokenizer = load_tokenizer(
-            model_args,
-            list(records["train"]["report"]),
-            checkpoint,
-            output_dir,
-            accelerator.main_process_first,
-            accelerator.is_main_process,
-        )
+    tokenizer = load_tokenizer(  # None under --image_only
+        model_args, records["train"], checkpoint, output_dir, accelerator.main_process_first, accelerator.is_main_process
+    )
     model = load_model(model_args, tokenizer)
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)

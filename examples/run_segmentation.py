@@ -37,7 +37,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from mrm_hf import MRMImageProcessor
 from mrm_hf.data.segmentation import RLE_ENCODINGS, SIIM_LABEL_FRACTIONS, load_segmentation_csv, load_siim
-from mrm_hf.finetuning import ClassificationTrainer
+from mrm_hf.hub import write_model_card
 from mrm_hf.metrics import load_metric
 from mrm_hf.segmentation import (
     PUBLISHED_AUXILIARY_CHANNELS,
@@ -48,7 +48,7 @@ from mrm_hf.segmentation import (
     pack_masks,
     write_overlay,
 )
-from mrm_hf.training import decay_parameter_names, write_model_card
+from mrm_hf.training import ClassificationTrainer, decay_parameter_names
 from mrm_hf.utils import setup_logging
 
 

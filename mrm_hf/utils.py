@@ -1,4 +1,5 @@
-"""Small helpers every part of mrm_hf uses the same way: logging set-up and checking a named choice."""
+"""Small helpers every part of mrm_hf uses the same way: logging set-up, checking a named choice, and applying
+`--config_overrides` to a config."""
 
 import logging
 import sys
@@ -29,4 +30,20 @@ def check_choice(name: str, value, choices: Iterable, where: str | None = None):
     return value
 
 
-__all__ = ["LOG_FORMAT", "check_choice", "setup_logging"]
+def apply_config_overrides(config, overrides: str) -> None:
+    """Apply `--config_overrides` ("key=value,key=value") to a config, naming the pair or field that is wrong."""
+    expected = "comma-separated key=value pairs of MRMConfig fields, e.g. 'hidden_size=192,num_hidden_layers=4'"
+    for pair in overrides.split(","):
+        key, equals, value = pair.partition("=")
+        if not equals or "=" in value or not key.strip():
+            raise ValueError(f"--config_overrides: expected {expected}; found {pair!r} in {overrides!r}.")
+        if not hasattr(config, key.strip()):
+            raise ValueError(f"--config_overrides: expected {expected}; found the unknown field {key.strip()!r}.")
+    try:
+        config.update_from_string(overrides)
+        config.validate()
+    except ValueError as error:
+        raise ValueError(f"--config_overrides {overrides!r}: {error}") from error
+
+
+__all__ = ["LOG_FORMAT", "apply_config_overrides", "check_choice", "setup_logging"]

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MRM_SHARED_DIR", REPO_ROOT.parent / "shared"))
+# The run scripts and the pre-training set-up they share are modules of examples/, as `python examples/...` sees them.
+sys.path.insert(0, str(REPO_ROOT / "examples"))
 
 
 def shared_path(*parts: str) -> Path:

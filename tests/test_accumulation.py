@@ -7,7 +7,7 @@ from conftest import tiny_batch, tiny_config
 from transformers import TrainerCallback, TrainingArguments
 
 from mrm_hf import MRMForPreTraining
-from mrm_hf.pretraining import MRMPreTrainer, accumulate_gradients
+from mrm_hf.training import MRMPreTrainer, accumulate_gradients
 
 
 # Report dropout off: accumulated and full-batch runs must see exactly the same computation.

@@ -11,9 +11,10 @@ from PIL import Image
 
 from mrm_hf import MRMConfig, MRMImageProcessor
 from mrm_hf.data import DataCollatorForMRM, RecordError, extract_sections, load_csv, load_training_csv
-from mrm_hf.pretraining import ModelArguments, apply_config_overrides, load_tokenizer
 from mrm_hf.tokenization_mrm import load_published_tokenizer, train_report_tokenizer
 from mrm_hf.transforms import PretrainingTransform
+from mrm_hf.utils import apply_config_overrides
+from pretraining_setup import ModelArguments, load_tokenizer
 
 
 def jpeg_bytes(size=64) -> bytes:

@@ -247,7 +247,7 @@ def parse_script_arguments(script: str, arguments: list[str]) -> None:
     if "--bf16" in arguments:
         arguments.append("--use_cpu")  # TrainingArguments refuses bf16 on a machine without a GPU
     if script == "run_classification.py":
-        from mrm_hf.finetuning import parse_arguments
+        from run_classification import parse_arguments
 
         parse_arguments(arguments)
         return
@@ -258,7 +258,7 @@ def parse_script_arguments(script: str, arguments: list[str]) -> None:
         return
     if script == "run_label_efficiency.py":  # the grid's own options, then every run's command line
         import run_label_efficiency
-        from mrm_hf.finetuning import parse_arguments
+        from run_classification import parse_arguments
 
         grid, passthrough = run_label_efficiency.parse_arguments(arguments)
         for model, path in grid.models.items():
@@ -266,7 +266,7 @@ def parse_script_arguments(script: str, arguments: list[str]) -> None:
             parse_arguments(run_label_efficiency.run_argv(run, path, Path(grid.output_dir), passthrough,
                                                           grid.random_config))
         return
-    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments
+    from pretraining_setup import DataArguments, ModelArguments, PretrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
     _, data_args, _ = parser.parse_args_into_dataclasses(arguments, args_file_flag="--args_file", look_for_args_file=False)
@@ -335,8 +335,8 @@ def test_pretraining_card_snippet_gives_encoder_features(tmp_path, monkeypatch):
 @pytest.mark.parametrize("labels", [["COVID-19"], ["Atelectasis", "Effusion", "Edema"]])
 def test_classification_card_reads_right_and_its_snippet_returns_what_it_says(labels, tmp_path, monkeypatch):
     from mrm_hf import MRMConfig, MRMForImageClassification
-    from mrm_hf.finetuning import image_processor_for
-    from mrm_hf.training import write_model_card
+    from mrm_hf.hub import write_model_card
+    from run_classification import image_processor_for
 
     config = MRMConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                        intermediate_size=64, num_labels=len(labels), problem_type="multi_label_classification",

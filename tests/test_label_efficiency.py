@@ -14,11 +14,11 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import REPO_ROOT, shared_path, tiny_config
 from mrm_hf import MRMForPreTraining
-from mrm_hf.finetuning import DataArguments, load_data
 
 
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_label_efficiency  # noqa: E402
+from run_classification import DataArguments, load_data  # noqa: E402
 
 
 def tiny_checkpoint(folder, seed):

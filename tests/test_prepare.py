@@ -9,7 +9,7 @@ from datasets import Image, load_from_disk
 from PIL import Image as PILImage
 
 import mrm_hf.data.prepare as prepare
-from mrm_hf.pretraining import DataArguments, load_records
+from pretraining_setup import DataArguments, load_records
 
 
 # (subject, study, dicom, (width, height), report); the last image is truncated on disk.

@@ -17,13 +17,14 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForPreTraining, AutoProcessor, AutoTokenizer
 
 from mrm_hf import MRMForPreTraining, MRMImageProcessor, MRMProcessor
-from mrm_hf.pretraining import decay_parameter_names
+from mrm_hf.training import decay_parameter_names
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import run_pretraining  # noqa: E402
 import run_pretraining_no_trainer  # noqa: E402
+import pretraining_setup  # noqa: E402
 
 
 TINY = [
@@ -172,13 +173,14 @@ def test_saved_best_checkpoint_names_its_final_folder_and_evaluation_keeps_only_
         best = json.loads((checkpoint / "trainer_state.json").read_text())["best_model_checkpoint"]
         assert best is not None and Path(best).is_dir() and ".partial" not in best, best
     # Evaluation gathers no logits: report logits of labelled tokens differ in length between processes.
-    assert run_pretraining.PretrainingArguments(output_dir=str(tmp_path)).prediction_loss_only
+    assert pretraining_setup.PretrainingArguments(output_dir=str(tmp_path)).prediction_loss_only
 
 
 def test_published_recipe_is_the_default():
     from transformers import HfArgumentParser
 
-    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments, derive_schedule
+    from mrm_hf.training import derive_schedule
+    from pretraining_setup import DataArguments, ModelArguments, PretrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
     _, data_args, args = parser.parse_args_into_dataclasses(["--output_dir", "x", "--per_device_train_batch_size", "32"])
@@ -197,7 +199,8 @@ def test_published_recipe_is_the_default():
 def test_effective_batch_is_kept_whatever_the_number_of_processes(per_device, processes, derived):
     from transformers import HfArgumentParser
 
-    from mrm_hf.pretraining import DataArguments, ModelArguments, PretrainingArguments, derive_schedule
+    from mrm_hf.training import derive_schedule
+    from pretraining_setup import DataArguments, ModelArguments, PretrainingArguments
 
     effective = 32 if per_device in (32, 5) else 256
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))

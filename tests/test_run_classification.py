@@ -1,4 +1,4 @@
-"""examples/run_classification.py and mrm_hf.finetuning: label-efficient fine-tuning on real chest X-rays."""
+"""examples/run_classification.py: label-efficient fine-tuning on real chest X-rays."""
 
 import csv
 import json
@@ -19,25 +19,22 @@ from conftest import REPO_ROOT, run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
 from mrm_hf.convert import main as convert_main
 from mrm_hf.data import NIH_LABELS
-from mrm_hf.finetuning import (
-    MULTI_LABEL,
-    PUBLISHED_OPTIMIZATION,
-    RECIPES,
-    SINGLE_LABEL,
-    ClassificationCollator,
-    ClassificationTrainer,
-    ModelArguments,
-    freeze_for_linear_probe,
-    layer_decay_parameter_groups,
-    load_model,
-    model_card_fields,
-    parse_arguments,
-)
+from mrm_hf.data import MULTI_LABEL, SINGLE_LABEL, ClassificationCollator
+from mrm_hf.training import ClassificationTrainer, layer_decay_parameter_groups
 from published_reference import published_classifier, randomize_
 
 
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_classification  # noqa: E402
+from run_classification import (  # noqa: E402
+    PUBLISHED_OPTIMIZATION,
+    RECIPES,
+    ModelArguments,
+    freeze_for_linear_probe,
+    load_model,
+    model_card_fields,
+    parse_arguments,
+)
 
 
 SIZE = 32  # tiny_config's image_size: the processor and the transforms follow the model
@@ -211,7 +208,7 @@ def test_model_card_has_hub_metadata_and_the_test_auc(nih_run):
 
 def test_fine_tuned_folder_carries_the_processor_when_the_source_has_a_tokenizer(tmp_path):
     from mrm_hf import MRMProcessor
-    from mrm_hf.finetuning import processing_class_for
+    from run_classification import processing_class_for
     from mrm_hf.tokenization_mrm import train_report_tokenizer
 
     model = MRMForImageClassification(tiny_config(num_labels=2))
@@ -290,7 +287,7 @@ def test_nih_published_split_counts_missing_images_and_survives_a_single_class_t
     with pytest.raises(FileNotFoundError, match=r"761 of 785 images named in .*train_1\.txt are not under"):
         run_classification.main([*argv, "--strict"])
 
-    with pytest.warns(UserWarning) as record, caplog.at_level(logging.WARNING, logger="mrm_hf.finetuning"):
+    with pytest.warns(UserWarning) as record, caplog.at_level(logging.WARNING, logger="run_classification"):
         run_classification.main(argv)
     messages = [str(warning.message) for warning in record]
     for count, total, name in ((761, 785, "train_1.txt"), (11207, 11219, "val_list.txt"),
@@ -357,7 +354,7 @@ def test_a_classifier_head_of_another_size_is_replaced_and_said_so(tmp_path, cap
     _, folder = convert_published_classifier(tmp_path, 2, ["COVID-19", "other"])
     source = MRMForImageClassification.from_pretrained(folder).state_dict()
 
-    with caplog.at_level(logging.WARNING, logger="mrm_hf.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="run_classification"):
         model = load_model(ModelArguments(model_name_or_path=str(folder)), list(NIH_LABELS), MULTI_LABEL)
     assert "has a classifier head for 2 classes ['COVID-19', 'other']; the data has 14 classes" in caplog.text
     assert model.classifier.weight.shape == (14, 32) and model.classifier.weight.abs().max() < 1e-3  # std 2e-5
@@ -366,7 +363,7 @@ def test_a_classifier_head_of_another_size_is_replaced_and_said_so(tmp_path, cap
     assert model.config.problem_type == MULTI_LABEL and model.config.drop_path_rate == 0.1
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="mrm_hf.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="run_classification"):
         model = load_model(ModelArguments(model_name_or_path=str(folder)), ["COVID-19", "viral"], SINGLE_LABEL)
     assert "its head outputs are kept, in order" in caplog.text
     assert torch.equal(model.classifier.weight, source["classifier.weight"])

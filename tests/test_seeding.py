@@ -8,11 +8,12 @@ from datasets import DatasetDict
 from torch.utils.data import DataLoader
 
 from mrm_hf import MRMImageProcessor
+from mrm_hf.checkpoints import publish_checkpoint, reading_checkpoint, resolve_checkpoint, staging_folder
 from mrm_hf.data import DataCollatorForMRM, make_demo_records
 from mrm_hf.data.seeding import SAMPLE_INDEX, SeededDraws
-from mrm_hf.pretraining import DataArguments, publish_checkpoint, reading_checkpoint, resolve_checkpoint, staging_folder
 from mrm_hf.tokenization_mrm import train_report_tokenizer
 from mrm_hf.transforms import PretrainingTransform
+from pretraining_setup import DataArguments
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def prepared(records, tokenizer, seed=0):
     """The train split with the pre-training transform and collator the scripts build, at 16 px."""
     from types import SimpleNamespace
 
-    from mrm_hf.pretraining import prepare
+    from pretraining_setup import prepare
 
     model = SimpleNamespace(config=SimpleNamespace(reconstruction_size=16, report_max_position_embeddings=24))
     split, collator = prepare(
@@ -96,7 +97,7 @@ def test_last_skips_an_incomplete_newest_checkpoint_and_says_so(tmp_path, caplog
     write_checkpoint(tmp_path / "checkpoint-4", TRAINER_FILES)
     write_checkpoint(tmp_path / "checkpoint-6", {k: v for k, v in TRAINER_FILES.items() if k != "trainer_state.json"})
     write_checkpoint(tmp_path / "checkpoint-8", {**TRAINER_FILES, "trainer_state.json": b'{"global_st'})
-    with caplog.at_level("WARNING", logger="mrm_hf.pretraining"):
+    with caplog.at_level("WARNING", logger="mrm_hf.checkpoints"):
         assert resolve_checkpoint("last", tmp_path, "checkpoint-") == tmp_path / "checkpoint-4"
     assert "skipped the incomplete checkpoint-8 (trainer_state.json does not parse" in caplog.text
     assert "checkpoint-6 (no trainer_state.json)" in caplog.text

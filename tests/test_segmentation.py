@@ -22,8 +22,8 @@ from conftest import REPO_ROOT, run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMBackbone, MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
 from mrm_hf.data.classification import read_split_list
 from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, rle_decode, rle_encode
-from mrm_hf.finetuning import layer_decay_parameter_groups
 from mrm_hf.metrics import load_metric
+from mrm_hf.training import layer_decay_parameter_groups
 from mrm_hf.segmentation import build_segmentation_model, dice_loss, focal_loss, pack_masks, read_pair
 
 

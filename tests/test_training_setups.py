@@ -96,7 +96,7 @@ def test_do_convert_rgb_is_refused_not_ignored():
 def test_image_only_collator_keeps_decoded_images_and_drops_skipped_ones():
     # --image_only with --augment_on_device: the workers give `decoded_images`, not `pixel_values`.
     from mrm_hf.data import SeededDraws
-    from mrm_hf.pretraining import ImageCollator
+    from mrm_hf.data import ImageCollator
 
     collator = ImageCollator(SeededDraws(0))
     decoded = [{"decoded_images": torch.full((8, 8), i, dtype=torch.uint8), "original_sizes": torch.tensor([8, 8])}

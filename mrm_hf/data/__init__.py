@@ -8,15 +8,19 @@ from .classification import (
     RSNA_LABELS,
     VIRAL_LABELS,
     SplitListError,
+    MULTI_LABEL,
+    SINGLE_LABEL,
     label_names,
+    label_subset,
     load_chexpert,
     load_covid,
     load_csv,
     load_nih,
     load_rsna,
+    problem_type_of,
     read_split_list,
 )
-from .collator import DataCollatorForMRM, token_lookups, whole_word_mask
+from .collator import ClassificationCollator, DataCollatorForMRM, ImageCollator, token_lookups, whole_word_mask
 from .demo import DEMO_DESCRIPTION, demo_report_texts, make_demo_dataset_dict, make_demo_records
 from .mimic import CHEXPERT_LABELS, RecordError, load_mimic_cxr, load_training_csv, write_resized_copy
 from .reports import REPORT_POLICIES, extract_sections, report_text
@@ -25,6 +29,12 @@ from .seeding import SAMPLE_INDEX, SeededDraws
 
 __all__ = [
     "CHEXPERT_COMPETITION_LABELS",
+    "ClassificationCollator",
+    "ImageCollator",
+    "MULTI_LABEL",
+    "SINGLE_LABEL",
+    "label_subset",
+    "problem_type_of",
     "CHEXPERT_LABELS",
     "COVID_LABELS",
     "DEMO_DESCRIPTION",

@@ -707,3 +707,33 @@ def load_csv(
         rows = _readable(rows, str(path), check_images, strict)
         result[split] = _dataset(rows, names, f"Images and labels from {path.name} ({problem_type}).", label_feature)
     return DatasetDict(result)
+
+
+# ---- what a run does with the loaded splits --------------------------------------------------------------------------
+
+# The two problem types of MRMForImageClassification that the classification data gives.
+MULTI_LABEL = "multi_label_classification"  # `labels` a list of 0/1 floats per image: BCE with logits
+SINGLE_LABEL = "single_label_classification"  # `labels` a ClassLabel: softmax cross-entropy
+
+
+def problem_type_of(data: DatasetDict) -> str:
+    """multi_label_classification for `labels` as a list of floats (BCE), single_label for a ClassLabel (softmax)."""
+    feature = data["train"].features.get("labels")
+    if isinstance(feature, ClassLabel):
+        return SINGLE_LABEL
+    if isinstance(feature, List) and getattr(feature.feature, "dtype", "").startswith("float"):
+        return MULTI_LABEL
+    raise ValueError(f"Expected `labels` as a ClassLabel (single-label) or a list of floats (multi-label); found "
+                     f"{feature}.")
+
+
+def label_subset(train: Dataset, label_fraction: int, seed: int) -> Dataset:
+    """`label_fraction` percent of the training images (at least one), drawn with `seed`, stratified by class where
+    the labels are class ids: the label-efficiency protocol for data that has no published lists."""
+    count = max(1, round(len(train) * label_fraction / 100))
+    if count >= len(train):
+        return train
+    stratify = "labels" if isinstance(train.features["labels"], ClassLabel) else None
+    if stratify and count < train.features["labels"].num_classes:
+        stratify = None  # too few images to hold every class
+    return train.train_test_split(train_size=count, seed=seed, stratify_by_column=stratify)["train"]

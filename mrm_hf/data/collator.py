@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from .classification import MULTI_LABEL
 from .seeding import SAMPLE_INDEX, SeededDraws
 
 
@@ -227,4 +228,43 @@ def _where(example: dict, position: int) -> str:
     return f"the example at position {position} of the batch" + ("" if index is None else f" (sample {index})")
 
 
-__all__ = ["DataCollatorForMRM", "token_lookups", "whole_word_mask"]
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """The batch of image-only pre-training: the stacked `pixel_values` (or, under --augment_on_device, the decoded
+    images and their sizes), nothing of the reports."""
+    keys = [key for key in ("pixel_values", "decoded_images", "original_sizes") if key in examples[0]]
+    return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in keys}
+
+
+class ImageCollator:
+    """`collate_images` with the seeded draws' epoch (`set_epoch`), as `DataCollatorForMRM` has it."""
+
+    def __init__(self, draws: SeededDraws):
+        self.draws = draws
+
+    def set_epoch(self, epoch: int) -> None:
+        self.draws.set_epoch(epoch)
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        # Unreadable images the transform skipped; --augment_on_device batches carry `decoded_images` instead.
+        kept = [e for e in examples if not ("pixel_values" in e and e["pixel_values"] is None)]
+        if not kept:
+            raise ValueError(f"expected at least one readable image in the batch; all {len(examples)} were skipped.")
+        return collate_images(kept)
+
+
+@dataclass
+class ClassificationCollator:
+    """Stacks `pixel_values`; `labels` as float (multi-label, BCE) or long class ids (single-label)."""
+
+    problem_type: str
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        dtype = torch.float32 if self.problem_type == MULTI_LABEL else torch.long
+        return {
+            "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
+            "labels": torch.tensor([example["labels"] for example in examples], dtype=dtype),
+        }
+
+
+__all__ = ["ClassificationCollator", "DataCollatorForMRM", "ImageCollator", "collate_images", "token_lookups",
+           "whole_word_mask"]
