@@ -36,17 +36,9 @@ logger = logging.getLogger(__name__)
 
 
 BASE_LEARNING_RATE = 1.5e-4
-
-
 EFFECTIVE_BATCH_SIZE = 256
-
-
 EPOCHS = 200
-
-
 WARMUP_EPOCHS = 40
-
-
 DATASETS = ("demo", "mimic", "training_csv", "disk")
 
 
@@ -207,7 +199,7 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
         )
     elif kind == "mimic":
         if data_args.data_dir is None:
-            raise ValueError("--dataset mimic needs --data_dir, the MIMIC-CXR-JPG root.")
+            raise ValueError("--dataset mimic needs --data_dir: expected the MIMIC-CXR-JPG root; found none.")
         options = dict(
             views=tuple(v.strip() for v in data_args.views.split(",") if v.strip()),
             report_sections=data_args.report_sections,
@@ -222,7 +214,10 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
         )
     elif kind == "training_csv":
         if data_args.training_csv is None:
-            raise ValueError("--dataset training_csv needs --training_csv, a file with image_path,report_content.")
+            raise ValueError(
+                "--dataset training_csv needs --training_csv: expected a file with image_path,report_content; found "
+                "none."
+            )
         records = DatasetDict(
             train=load_training_csv(
                 data_args.training_csv,
@@ -233,14 +228,17 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
         )
     else:  # disk
         if data_args.data_dir is None:
-            raise ValueError("--dataset disk needs --data_dir, a folder written by save_to_disk.")
+            raise ValueError("--dataset disk needs --data_dir: expected a folder written by save_to_disk; found none.")
         loaded = load_from_disk(data_args.data_dir)
         records = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
 
     required = {"image", "report"} if reports else {"image"}
     missing = required - set(records["train"].column_names)
     if missing:
-        raise ValueError(f"The records need {sorted(required)} columns; missing {sorted(missing)}.")
+        raise ValueError(
+            f"--dataset {kind}: expected records with the columns {sorted(required)}; found "
+            f"{records['train'].column_names} (missing {sorted(missing)})."
+        )
     if "validation" not in records and data_args.validation_fraction > 0:
         split = records["train"].train_test_split(test_size=data_args.validation_fraction, seed=seed)
         records = DatasetDict(train=split["train"], validation=split["test"])
@@ -297,7 +295,8 @@ def load_tokenizer(
             )
             raise OSError(f"{expected}; found {found} ({error})") from error
     if output_dir is None:
-        raise ValueError("A tokenizer trained on the reports needs an output_dir to be shared through.")
+        raise ValueError("load_tokenizer: expected an output_dir to share a tokenizer trained on the reports through; "
+                         "found None.")
     with main_process_first():
         if is_main_process:
             size, train_reports = model_args.tokenizer_vocab_size, list(train_records["report"])
@@ -332,10 +331,14 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | 
         return model
     if len(tokenizer) > config.report_vocab_size:
         raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model's report vocabulary only {config.report_vocab_size}."
+            f"The report tokenizer: expected at most {config.report_vocab_size} tokens (the model's report "
+            f"vocabulary); found {len(tokenizer)}."
         )
     if tokenizer.pad_token_id != config.pad_token_id:
-        raise ValueError(f"The tokenizer pads with id {tokenizer.pad_token_id}, the model with {config.pad_token_id}.")
+        raise ValueError(
+            f"The report tokenizer: expected the model's padding id {config.pad_token_id}; found "
+            f"{tokenizer.pad_token_id}."
+        )
     return model
 
 

@@ -63,12 +63,10 @@ MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "
 
 # ---- the published recipes -------------------------------------------------------------------------------------------
 
-
+# The published fine-tuning is the default: SGD with momentum 0.9 and no weight decay, linear warm-up then cosine decay
+# to 0, gradient clipping at 1.0, batch 96 on one GPU, drop_path 0.1, model selection by the validation mean AUC.
+# `RECIPES` adds each task's learning rate, warm-up and length, as the authors' fine-tuning scripts set them.
 PUBLISHED_DROP_PATH_RATE = 0.1
-
-
-# What every published fine-tuning shares (MRM_NOTES §3.2): SGD, momentum 0.9, weight decay 0, warm-up + cosine,
-# gradient clipping at 1.0, batch 96 on one GPU.
 PUBLISHED_OPTIMIZATION = {
     "optim": "sgd",
     "optim_args": "momentum=0.9",
@@ -77,9 +75,7 @@ PUBLISHED_OPTIMIZATION = {
     "max_grad_norm": 1.0,
     "per_device_train_batch_size": 96,
 }
-
-
-# (task, percent of training labels) -> (learning rate, warm-up steps, total steps): MRM_NOTES §3.2, per-task table.
+# (task, percent of training labels) -> (learning rate, warm-up steps, total steps).
 _PUBLISHED_SCHEDULES = {
     ("nih", 1): (3e-2, 50, 3_000),
     ("nih", 10): (3e-3, 500, 30_000),
@@ -92,16 +88,11 @@ _PUBLISHED_SCHEDULES = {
     ("chexpert", 100): (5e-4, 15_000, 200_000),
     ("covid", 100): (3e-2, 50, 1_000),
 }
-
-
 RECIPES = {
     key: {**PUBLISHED_OPTIMIZATION, "learning_rate": lr, "warmup_steps": warmup, "max_steps": steps}
     for key, (lr, warmup, steps) in _PUBLISHED_SCHEDULES.items()
 }
-
-
 RECIPE_NAMES = ("nih", "chexpert", "rsna", "covid")
-
 
 DATASET_DESCRIPTIONS = {
     "nih": "NIH ChestX-ray14 on the published MRM split (70/10/20 by image, as REFERS; not the official test split)",
@@ -111,8 +102,6 @@ DATASET_DESCRIPTIONS = {
     "csv": "Images and labels listed in CSV files",
     "imagefolder": "An image folder, one sub-folder per class",
 }
-
-
 HUB_DATASET_NAMES = {
     "nih": "nih-chest-xray14",
     "chexpert": "chexpert",
@@ -125,8 +114,8 @@ def recipe(name: str, label_fraction: int) -> dict:
     """The published TrainingArguments values of one task at one percentage of training labels."""
     if (name, label_fraction) not in RECIPES:
         available = sorted(f"{task} {fraction}%" for task, fraction in RECIPES)
-        raise ValueError(f"No published recipe for {name} with {label_fraction}% of the labels; the published ones "
-                         f"are {available}.")
+        raise ValueError(f"No published recipe for {name} with {label_fraction}% of the labels: expected one of "
+                         f"{available}; found {name} {label_fraction}%.")
     return dict(RECIPES[name, label_fraction])
 
 
@@ -186,10 +175,10 @@ class ModelArguments:
             raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm); a checkpoint "
                              f"given by --model_name_or_path ({self.model_name_or_path}) keeps its own config.")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"--layer_decay must be in (0, 1]; found {self.layer_decay}.")
+            raise ValueError(f"--layer_decay: expected a value in (0, 1]; found {self.layer_decay}.")
         if self.layer_decay is not None and self.linear_probe:
-            raise ValueError("--layer_decay scales the encoder's learning rates, which --linear_probe freezes; "
-                             "pass one of them.")
+            raise ValueError("--layer_decay scales the encoder's learning rates, which --linear_probe freezes: "
+                             "expected one of them; found both.")
         if self.drop_path_rate is None:
             self.drop_path_rate = 0.0 if self.linear_probe else PUBLISHED_DROP_PATH_RATE
 
@@ -253,9 +242,9 @@ class DataArguments:
                  "rsna": ("data_dir",), "csv": ("train_csv",), "imagefolder": ("data_dir",)}[self.dataset]
         missing = [f"--{name}" for name in needs if getattr(self, name) is None]
         if missing:
-            raise ValueError(f"--dataset {self.dataset} needs {' and '.join(missing)}.")
+            raise ValueError(f"--dataset {self.dataset} needs {' and '.join(missing)}: expected them; found none.")
         if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"--validation_fraction must be in [0, 1); found {self.validation_fraction}.")
+            raise ValueError(f"--validation_fraction: expected a value in [0, 1); found {self.validation_fraction}.")
 
 
 @dataclass
@@ -333,7 +322,8 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
     elif name == "covid":
         if data_args.label_fraction != 100:
             raise ValueError(
-                f"The COVID splits use all their labels; found --label_fraction {data_args.label_fraction}."
+                f"--label_fraction: expected 100 (the COVID splits use all their labels); found "
+                f"{data_args.label_fraction}."
             )
         data = load_covid(data_args.data_dir, data_args.split_dir, data_args.covid_task, data_args.covid_split,
                           strict=strict)
@@ -352,8 +342,9 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
         raise ValueError(f"Expected a train split; found {sorted(data)}.")
     if "validation" not in data:
         if not data_args.validation_fraction:
-            raise ValueError(f"Model selection needs a validation split; the {name} data has only {sorted(data)}. "
-                             "Pass --validation_fraction (e.g. 0.1) to hold out part of the training images.")
+            raise ValueError(f"Model selection needs a validation split: expected one in the {name} data; found only "
+                             f"{sorted(data)}. Pass --validation_fraction (e.g. 0.1) to hold out part of the training "
+                             "images.")
         stratify = "labels" if isinstance(data["train"].features["labels"], ClassLabel) else None
         held_out = data["train"].train_test_split(data_args.validation_fraction, seed=seed,
                                                   stratify_by_column=stratify)
@@ -362,7 +353,7 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
         data["train"] = label_subset(data["train"], data_args.label_fraction, seed)
     empty = [split for split, rows in data.items() if len(rows) == 0]
     if empty:
-        raise ValueError(f"The {name} splits {empty} have no images.")
+        raise ValueError(f"The {name} data: expected images in every split; found none in {empty}.")
     return data
 
 
@@ -398,7 +389,8 @@ def load_model(model_args: ModelArguments, class_names: list[str], problem_type:
     if path is None:
         config = AutoConfig.from_pretrained(model_args.config_name) if model_args.config_name else MRMConfig()
         if not isinstance(config, MRMConfig):
-            raise ValueError(f"--config_name {model_args.config_name} is a {config.model_type!r} config, not 'mrm'.")
+            raise ValueError(f"--config_name {model_args.config_name}: expected an 'mrm' config; found a "
+                             f"{config.model_type!r} one.")
         if model_args.config_overrides:
             apply_config_overrides(config, model_args.config_overrides)
         config.update(labels)

@@ -32,8 +32,8 @@ over the test images), `label_efficiency.png`, and `environment.json` (package v
 
 import argparse
 import contextlib
-import csv
 import importlib.util
+import csv
 import itertools
 import json
 import logging
@@ -53,19 +53,13 @@ from tqdm.auto import tqdm
 from mrm_hf.metric_modules.roc_auc.roc_auc import binary_roc_auc  # the pure function behind the `roc_auc` metric
 from mrm_hf.utils import setup_logging
 
+import run_classification  # the fine-tuning script beside this one: each run is exactly what it does
+
 
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 MODES = ("finetune", "linear_probe")
 RANDOM = "random"
-
-
-def load_run_classification():
-    """The fine-tuning script, imported from beside this one, so that each run is exactly what it does."""
-    spec = importlib.util.spec_from_file_location("run_classification", HERE / "run_classification.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- the grid --------------------------------------------------------------------------------------------------------
@@ -121,7 +115,6 @@ def run_argv(run: Run, model_path: str, root: Path, passthrough: list[str], rand
 
 def run_grid(runs: list[Run], models: dict[str, str], root: Path, passthrough: list[str], random_config: str | None):
     """Run every unfinished run through run_classification.main; a finished one has its `run.json`."""
-    run_classification = load_run_classification()
     todo = [run for run in runs if not (run.folder(root) / "run.json").is_file()]
     if len(todo) < len(runs):
         logger.info("Skipping %d finished runs of %d.", len(runs) - len(todo), len(runs))

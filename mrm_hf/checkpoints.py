@@ -58,7 +58,9 @@ def resolve_checkpoint(
             if p.is_dir() and p.name[len(prefix) :].isdigit()
         ]
         if not found:
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no {prefix}N folder in {output_dir}.")
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {resume}: expected a {prefix}N folder in {output_dir}; found none."
+            )
         skipped = []
         for _, folder in sorted(found, reverse=True):
             problems = checkpoint_problems(folder, required)
@@ -74,7 +76,9 @@ def resolve_checkpoint(
         )
     folder = Path(resume)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder.")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {resume}: expected a checkpoint folder; found no such folder."
+        )
     problems = checkpoint_problems(folder, required)
     if problems:
         raise FileNotFoundError(

@@ -43,7 +43,8 @@ def derive_schedule(args, world_size: int) -> None:
         if effective % (world_size * steps):
             raise ValueError(
                 f"--effective_batch_size {effective} cannot be split over {world_size} processes with at most "
-                f"{per_device} per device: it must be a multiple of {world_size} (the number of processes)."
+                f"{per_device} per device: expected a multiple of {world_size} (the number of processes); found "
+                f"{effective}."
             )
         if effective // (world_size * steps) != per_device:
             logger.info(
