@@ -508,14 +508,11 @@ class MRMPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # Name every MRM auto class, so that a `trust_remote_code` user can open any MRM checkpoint as an encoder,
-        # a pre-training model or a classifier, with the code saved beside it.
+        # Any MRM checkpoint opens as any MRM model, so the config names every one (`AUTO_MODEL_CLASSES`), not only
+        # this class; the config adds its own AutoConfig entry when it saves itself.
         self.config.auto_map = {
-            "AutoConfig": "configuration_mrm.MRMConfig",
-            "AutoModel": "modeling_mrm.MRMModel",
-            "AutoModelForPreTraining": "modeling_mrm.MRMForPreTraining",
-            "AutoModelForImageClassification": "modeling_mrm.MRMForImageClassification",
-            "AutoBackbone": "modeling_mrm.MRMBackbone",
+            auto_class: f"{model_class.__module__.rsplit('.', 1)[-1]}.{model_class.__name__}"
+            for auto_class, model_class in AUTO_MODEL_CLASSES.items()
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -883,9 +880,24 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
         return BackboneOutput(feature_maps=feature_maps, hidden_states=tuple(all_hidden_states))
 
 
-MRMModel.register_for_auto_class("AutoModel")
-MRMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
-MRMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
-MRMBackbone.register_for_auto_class("AutoBackbone")
+# The one table of MRM's models and the auto class that opens each: the `auto_map` every saved config carries and
+# mrm_hf's local `AutoX.register` calls both come from it, so a new head is one line here.
+AUTO_MODEL_CLASSES: dict[str, type[MRMPreTrainedModel]] = {
+    "AutoModel": MRMModel,
+    "AutoModelForPreTraining": MRMForPreTraining,
+    "AutoModelForImageClassification": MRMForImageClassification,
+    "AutoBackbone": MRMBackbone,
+}
+for auto_class, model_class in AUTO_MODEL_CLASSES.items():
+    # Marks the class as custom code, so that `save_pretrained` copies this file and its imports beside the weights.
+    model_class.register_for_auto_class(auto_class)
+del auto_class, model_class
 
-__all__ = ["MRMModel", "MRMForPreTraining", "MRMForImageClassification", "MRMPreTrainedModel", "MRMBackbone"]
+__all__ = [
+    "AUTO_MODEL_CLASSES",
+    "MRMModel",
+    "MRMForPreTraining",
+    "MRMForImageClassification",
+    "MRMPreTrainedModel",
+    "MRMBackbone",
+]
