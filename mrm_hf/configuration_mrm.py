@@ -24,6 +24,12 @@ def published_out_indices(num_blocks: int) -> list[int]:
     return indices
 
 
+def check_fraction(name: str, value: float) -> None:
+    """Refuse a ratio or probability outside [0, 1), naming it: at 1 nothing would be kept."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a fraction in [0, 1); found {value}.")
+
+
 @strict
 class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
@@ -198,8 +204,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
                      "report_max_position_embeddings", "num_hidden_layers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"`mask_ratio` must be in [0, 1), got {self.mask_ratio}.")
+        check_fraction("mask_ratio", self.mask_ratio)
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must be a multiple of `patch_size` ({self.patch_size})."
@@ -211,8 +216,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate",
                      "report_hidden_dropout_prob", "report_attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+            check_fraction(name, getattr(self, name))
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.report_vocab_size:
             raise ValueError(
                 f"`pad_token_id` ({self.pad_token_id}) must be an id of the report vocabulary "
@@ -222,4 +226,4 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
 
 MRMConfig.register_for_auto_class()
 
-__all__ = ["MRMConfig", "published_out_indices"]
+__all__ = ["MRMConfig", "check_fraction", "published_out_indices"]

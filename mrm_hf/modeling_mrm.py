@@ -30,7 +30,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_mrm import MRMConfig
+from .configuration_mrm import MRMConfig, check_fraction
 
 
 @dataclass
@@ -146,8 +146,7 @@ class MRMEmbeddings(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep the patches with the smallest noise (MAE's per-sample shuffle); return them, the mask and the restore ids."""
         batch_size, num_patches, width = embeddings.shape
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"`mask_ratio` must be in [0, 1), got {mask_ratio}.")
+        check_fraction("mask_ratio", mask_ratio)
         if noise is None:
             noise = torch.rand(batch_size, num_patches, device=embeddings.device)
         elif tuple(noise.shape) != (batch_size, num_patches):

@@ -49,8 +49,8 @@ def test_default_config_is_the_published_model():
         ({"hidden_size": 100}, "`hidden_size` (100) must be a multiple of `num_attention_heads` (12)"),
         ({"decoder_num_attention_heads": 5}, "`decoder_hidden_size` (768) must be a multiple of `decoder_num_attention_heads` (5)"),
         ({"report_hidden_size": 385}, "`report_hidden_size` (385) must be a multiple"),
-        ({"mask_ratio": 1.0}, "`mask_ratio` must be in [0, 1), got 1.0"),
-        ({"mask_ratio": -0.1}, "`mask_ratio` must be in [0, 1), got -0.1"),
+        ({"mask_ratio": 1.0}, "mask_ratio: expected a fraction in [0, 1); found 1.0"),
+        ({"mask_ratio": -0.1}, "mask_ratio: expected a fraction in [0, 1); found -0.1"),
         ({"image_size": 230}, "`image_size` (230) must be a multiple of `patch_size` (16)"),
         ({"reconstruction_size": 300}, "`reconstruction_size` (300) must be a whole multiple of `image_size` (224)"),
         ({"pad_token_id": 30000}, "`pad_token_id` (30000) must be an id of the report vocabulary"),
@@ -118,6 +118,16 @@ def test_noise_of_the_wrong_shape_is_refused():
     batch, _ = tiny_batch(model.config)
     with pytest.raises(ValueError, match=r"`noise` must have shape \(2, 16\), got \(2, 15\)"):
         model(**batch, noise=torch.rand(2, 15))
+
+
+@pytest.mark.parametrize("mask_ratio", [1.0, -0.1])
+def test_a_mask_ratio_outside_the_unit_interval_is_refused_by_the_encoder_as_by_the_config(mask_ratio):
+    model = MRMModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match=rf"mask_ratio: expected a fraction in \[0, 1\); found {mask_ratio}") as error:
+        model(torch.randn(1, 3, 32, 32), mask_ratio=mask_ratio)
+    with pytest.raises(StrictDataclassError) as config_error:
+        tiny_config(mask_ratio=mask_ratio)
+    assert str(error.value) in str(config_error.value)
 
 
 def test_pixel_values_must_be_the_high_resolution_view():
