@@ -192,7 +192,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         ):
             if heads <= 0 or width % heads != 0:
                 raise ValueError(
-                    f"`{prefix}hidden_size` ({width}) must be a multiple of `{prefix}num_attention_heads` ({heads})."
+                    f"{prefix}hidden_size: expected a multiple of {prefix}num_attention_heads ({heads}); found {width}."
                 )
         for name in ("hidden_size", "decoder_hidden_size"):
             if getattr(self, name) % 4 != 0:
@@ -203,24 +203,24 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in ("image_size", "patch_size", "num_channels", "reconstruction_size", "report_vocab_size",
                      "report_max_position_embeddings", "num_hidden_layers"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
+                raise ValueError(f"{name}: expected a positive number; found {getattr(self, name)}.")
         check_fraction("mask_ratio", self.mask_ratio)
         if self.image_size % self.patch_size != 0:
             raise ValueError(
-                f"`image_size` ({self.image_size}) must be a multiple of `patch_size` ({self.patch_size})."
+                f"image_size: expected a multiple of patch_size ({self.patch_size}); found {self.image_size}."
             )
         if self.reconstruction_size % self.image_size != 0:
             raise ValueError(
-                f"`reconstruction_size` ({self.reconstruction_size}) must be a whole multiple of `image_size` "
-                f"({self.image_size}), e.g. {2 * self.image_size}."
+                f"reconstruction_size: expected a whole multiple of image_size ({self.image_size}), e.g. "
+                f"{2 * self.image_size}; found {self.reconstruction_size}."
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate",
                      "report_hidden_dropout_prob", "report_attention_probs_dropout_prob"):
             check_fraction(name, getattr(self, name))
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.report_vocab_size:
             raise ValueError(
-                f"`pad_token_id` ({self.pad_token_id}) must be an id of the report vocabulary "
-                f"(0 to {self.report_vocab_size - 1})."
+                f"pad_token_id: expected an id of the report vocabulary (0 to {self.report_vocab_size - 1}); "
+                f"found {self.pad_token_id}."
             )
 
 

@@ -46,14 +46,14 @@ def test_default_config_is_the_published_model():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"hidden_size": 100}, "`hidden_size` (100) must be a multiple of `num_attention_heads` (12)"),
-        ({"decoder_num_attention_heads": 5}, "`decoder_hidden_size` (768) must be a multiple of `decoder_num_attention_heads` (5)"),
-        ({"report_hidden_size": 385}, "`report_hidden_size` (385) must be a multiple"),
+        ({"hidden_size": 100}, "hidden_size: expected a multiple of num_attention_heads (12); found 100"),
+        ({"decoder_num_attention_heads": 5}, "decoder_hidden_size: expected a multiple of decoder_num_attention_heads (5); found 768"),
+        ({"report_hidden_size": 385}, "report_hidden_size: expected a multiple of report_num_attention_heads (6); found 385"),
         ({"mask_ratio": 1.0}, "mask_ratio: expected a fraction in [0, 1); found 1.0"),
         ({"mask_ratio": -0.1}, "mask_ratio: expected a fraction in [0, 1); found -0.1"),
-        ({"image_size": 230}, "`image_size` (230) must be a multiple of `patch_size` (16)"),
-        ({"reconstruction_size": 300}, "`reconstruction_size` (300) must be a whole multiple of `image_size` (224)"),
-        ({"pad_token_id": 30000}, "`pad_token_id` (30000) must be an id of the report vocabulary"),
+        ({"image_size": 230}, "image_size: expected a multiple of patch_size (16); found 230"),
+        ({"reconstruction_size": 300}, "reconstruction_size: expected a whole multiple of image_size (224), e.g. 448; found 300"),
+        ({"pad_token_id": 30000}, "pad_token_id: expected an id of the report vocabulary (0 to 29999); found 30000"),
     ],
 )
 def test_invalid_config_raises_a_clear_error(overrides, message):
@@ -116,7 +116,7 @@ def test_noise_fixes_the_mask_and_keeps_the_smallest_noise():
 def test_noise_of_the_wrong_shape_is_refused():
     model = MRMForPreTraining(tiny_config()).eval()
     batch, _ = tiny_batch(model.config)
-    with pytest.raises(ValueError, match=r"`noise` must have shape \(2, 16\), got \(2, 15\)"):
+    with pytest.raises(ValueError, match=r"noise: expected shape \(2, 16\); found \(2, 15\)"):
         model(**batch, noise=torch.rand(2, 15))
 
 
@@ -132,7 +132,7 @@ def test_a_mask_ratio_outside_the_unit_interval_is_refused_by_the_encoder_as_by_
 
 def test_pixel_values_must_be_the_high_resolution_view():
     model = MRMForPreTraining(tiny_config()).eval()
-    with pytest.raises(ValueError, match=r"expects the high-resolution view, \(batch, 3, 64, 64\); got \(1, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"expected the high-resolution view, \(batch, 3, 64, 64\); found \(1, 3, 32, 32\)"):
         model(torch.randn(1, 3, 32, 32))
 
 
@@ -348,7 +348,7 @@ def test_pooler_output_is_the_mean_of_patch_tokens_then_layernorm():
 
 def test_interpolate_pos_encoding_runs_other_sizes():
     model = MRMModel(tiny_config()).eval()
-    with pytest.raises(ValueError, match="Expected 32x32 images, got 48x64"):
+    with pytest.raises(ValueError, match="expected 32x32 images; found 48x64"):
         model(torch.randn(1, 3, 48, 64))
     out = model(torch.randn(1, 3, 48, 64), interpolate_pos_encoding=True)
     assert out.last_hidden_state.shape == (1, 1 + 6 * 8, 32)
@@ -364,14 +364,14 @@ def test_classifier_losses_follow_the_problem_type():
     targets = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])
     out = multi(pixel_values, labels=targets)
     torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets.float()))
-    with pytest.raises(ValueError, match=r"labels of shape \(batch, num_labels\) = \(4, 3\), got \(4,\)"):
+    with pytest.raises(ValueError, match=r"labels: expected multi-label targets of shape \(batch, num_labels\) = \(4, 3\); found \(4,\)"):
         multi(pixel_values, labels=torch.tensor([0, 1, 2, 0]))
 
     single = MRMForImageClassification(tiny_config(num_labels=3)).eval()
     out = single(pixel_values, labels=torch.tensor([0, 2, 1, 2]))
     assert single.config.problem_type == "single_label_classification"
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 2, 1, 2])))
-    with pytest.raises(ValueError, match=r"Class ids must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 3\); found \[0, 3, 1, 2\]"):
         single(pixel_values, labels=torch.tensor([0, 3, 1, 2]))
 
     # Integer 0/1 targets of shape (batch, num_labels) are multi-label, not class ids.
