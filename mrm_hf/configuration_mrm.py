@@ -134,7 +134,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     image_loss_weight: float | int = 1.0
     report_loss_weight: float | int = 1.0
 
-    # The published report decoder is not tied to the word embeddings (see MRM_NOTES §5.6).
+    # The published report head has its own output layer, not tied to the word embeddings.
     tie_word_embeddings: bool = False
 
     _out_features: list[str] | None = None
