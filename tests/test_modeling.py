@@ -1,11 +1,14 @@
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from conftest import run_without_mrm_hf, tiny_batch, tiny_config
 from huggingface_hub.errors import StrictDataclassError
 from transformers import (
+    AutoBackbone,
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
@@ -13,7 +16,7 @@ from transformers import (
 )
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMModel
-from mrm_hf.modeling_mrm import get_2d_sincos_position_table
+from mrm_hf.modeling_mrm import AUTO_MODEL_CLASSES, get_2d_sincos_position_table
 
 
 def trainable(module):
@@ -266,6 +269,28 @@ def test_auto_classes_resolve_mrm(tmp_path):
     assert type(AutoModelForPreTraining.from_pretrained(tmp_path)) is MRMForPreTraining
     assert type(AutoModelForImageClassification.from_pretrained(tmp_path)) is MRMForImageClassification
     assert AutoConfig.for_model("mrm").__class__ is MRMConfig
+
+
+def test_every_mrm_checkpoint_names_and_opens_as_every_mrm_model(tmp_path):
+    """Whichever model saves it, the saved config names every MRM model and the code files lie beside it."""
+    expected = {
+        "AutoConfig": "configuration_mrm.MRMConfig",
+        "AutoModel": "modeling_mrm.MRMModel",
+        "AutoModelForPreTraining": "modeling_mrm.MRMForPreTraining",
+        "AutoModelForImageClassification": "modeling_mrm.MRMForImageClassification",
+        "AutoBackbone": "modeling_mrm.MRMBackbone",
+    }
+    for model_class in AUTO_MODEL_CLASSES.values():
+        folder = tmp_path / model_class.__name__
+        model_class(tiny_config(num_labels=2, feature_pyramid_rescales=None)).save_pretrained(folder)
+        assert json.loads((folder / "config.json").read_text())["auto_map"] == expected
+        assert {"configuration_mrm.py", "modeling_mrm.py"} <= {path.name for path in folder.iterdir()}
+        config = AutoConfig.from_pretrained(folder)
+        for auto_class, mrm_class in AUTO_MODEL_CLASSES.items():
+            auto = getattr(transformers, auto_class)
+            # AutoBackbone.from_pretrained takes a local folder for a timm name; from_config is its local path.
+            loaded = auto.from_config(config) if auto is AutoBackbone else auto.from_pretrained(folder)
+            assert type(loaded) is mrm_class, (model_class, auto_class)
 
 
 def test_pretraining_checkpoint_loads_into_the_encoder_and_the_classifier(tmp_path):
