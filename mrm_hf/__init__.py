@@ -1,20 +1,19 @@
 """mrm-hf: Masked Record Modeling (MRM, ICLR 2023) for the Hugging Face stack."""
 
-from transformers import (
-    AutoBackbone,
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-    AutoModelForPreTraining,
-    AutoProcessor,
-    AutoVideoProcessor,
-)
+import transformers
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoVideoProcessor
 from transformers.utils import is_torchvision_available
 
 from .configuration_mrm import MRMConfig
 from .image_processing_mrm import MRMImageProcessor
-from .modeling_mrm import MRMBackbone, MRMForImageClassification, MRMForPreTraining, MRMModel, MRMPreTrainedModel
+from .modeling_mrm import (
+    AUTO_MODEL_CLASSES,
+    MRMBackbone,
+    MRMForImageClassification,
+    MRMForPreTraining,
+    MRMModel,
+    MRMPreTrainedModel,
+)
 from .processing_mrm import MRMProcessor
 from .report_filling import fill_report
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
@@ -22,11 +21,12 @@ from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
 
 __version__ = "0.1.0"
 
-AutoConfig.register("mrm", MRMConfig, exist_ok=True)
-AutoModel.register(MRMConfig, MRMModel, exist_ok=True)
-AutoModelForPreTraining.register(MRMConfig, MRMForPreTraining, exist_ok=True)
-AutoModelForImageClassification.register(MRMConfig, MRMForImageClassification, exist_ok=True)
-AutoBackbone.register(MRMConfig, MRMBackbone, exist_ok=True)
+# Local registrations, so that the Auto classes open MRM folders without remote code; the models' come from the same
+# table as the auto_map their saved configs carry.
+AutoConfig.register(MRMConfig.model_type, MRMConfig, exist_ok=True)
+for auto_class, model_class in AUTO_MODEL_CLASSES.items():
+    getattr(transformers, auto_class).register(MRMConfig, model_class, exist_ok=True)
+del auto_class, model_class
 # One PIL-based processor serves every backend name, so that no backend choice falls back with a warning.
 AutoImageProcessor.register(
     MRMConfig, image_processor_classes={"pil": MRMImageProcessor, "torchvision": MRMImageProcessor}, exist_ok=True

@@ -24,6 +24,12 @@ def published_out_indices(num_blocks: int) -> list[int]:
     return indices
 
 
+def check_fraction(name: str, value: float) -> None:
+    """Refuse a ratio or probability outside [0, 1), naming it: at 1 nothing would be kept."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a fraction in [0, 1); found {value}.")
+
+
 @strict
 class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
@@ -128,7 +134,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     image_loss_weight: float | int = 1.0
     report_loss_weight: float | int = 1.0
 
-    # The published report decoder is not tied to the word embeddings (see MRM_NOTES §5.6).
+    # The published report head has its own output layer, not tied to the word embeddings.
     tie_word_embeddings: bool = False
 
     _out_features: list[str] | None = None
@@ -186,7 +192,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         ):
             if heads <= 0 or width % heads != 0:
                 raise ValueError(
-                    f"`{prefix}hidden_size` ({width}) must be a multiple of `{prefix}num_attention_heads` ({heads})."
+                    f"{prefix}hidden_size: expected a multiple of {prefix}num_attention_heads ({heads}); found {width}."
                 )
         for name in ("hidden_size", "decoder_hidden_size"):
             if getattr(self, name) % 4 != 0:
@@ -197,29 +203,27 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in ("image_size", "patch_size", "num_channels", "reconstruction_size", "report_vocab_size",
                      "report_max_position_embeddings", "num_hidden_layers"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"`mask_ratio` must be in [0, 1), got {self.mask_ratio}.")
+                raise ValueError(f"{name}: expected a positive number; found {getattr(self, name)}.")
+        check_fraction("mask_ratio", self.mask_ratio)
         if self.image_size % self.patch_size != 0:
             raise ValueError(
-                f"`image_size` ({self.image_size}) must be a multiple of `patch_size` ({self.patch_size})."
+                f"image_size: expected a multiple of patch_size ({self.patch_size}); found {self.image_size}."
             )
         if self.reconstruction_size % self.image_size != 0:
             raise ValueError(
-                f"`reconstruction_size` ({self.reconstruction_size}) must be a whole multiple of `image_size` "
-                f"({self.image_size}), e.g. {2 * self.image_size}."
+                f"reconstruction_size: expected a whole multiple of image_size ({self.image_size}), e.g. "
+                f"{2 * self.image_size}; found {self.reconstruction_size}."
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate",
                      "report_hidden_dropout_prob", "report_attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+            check_fraction(name, getattr(self, name))
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.report_vocab_size:
             raise ValueError(
-                f"`pad_token_id` ({self.pad_token_id}) must be an id of the report vocabulary "
-                f"(0 to {self.report_vocab_size - 1})."
+                f"pad_token_id: expected an id of the report vocabulary (0 to {self.report_vocab_size - 1}); "
+                f"found {self.pad_token_id}."
             )
 
 
 MRMConfig.register_for_auto_class()
 
-__all__ = ["MRMConfig", "published_out_indices"]
+__all__ = ["MRMConfig", "check_fraction", "published_out_indices"]

@@ -30,7 +30,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_mrm import MRMConfig
+from .configuration_mrm import MRMConfig, check_fraction
 
 
 @dataclass
@@ -87,7 +87,7 @@ def get_2d_sincos_position_table(embed_dim: int, grid_size: int, add_cls_row: bo
     frequencies omega_i = 10000 ** (-i / (2 * D)) for i < D/2, D = embed_dim / 2, where MAE has 10000 ** (-i / (D/2)).
     """
     if embed_dim % 4 != 0:
-        raise ValueError(f"A 2-D sin-cos table needs a width divisible by 4, got {embed_dim}.")
+        raise ValueError(f"embed_dim: expected a multiple of 4 for a 2-D sin-cos table; found {embed_dim}.")
     axis_dim = embed_dim // 2
     omega = torch.arange(axis_dim // 2, dtype=torch.float64) / axis_dim / 2.0
     omega = 1.0 / 10000**omega
@@ -109,7 +109,7 @@ def interpolate_position_table(table: torch.Tensor, height: int, width: int) -> 
     cls_row, grid = table[:, :1], table[:, 1:]
     side = math.isqrt(grid.shape[1])
     if side * side != grid.shape[1]:
-        raise ValueError(f"Expected a square grid of positions, got {grid.shape[1]} positions.")
+        raise ValueError(f"position table: expected a square grid of positions; found {grid.shape[1]} positions.")
     if (height, width) == (side, side):
         return table
     grid = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2)
@@ -146,12 +146,11 @@ class MRMEmbeddings(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep the patches with the smallest noise (MAE's per-sample shuffle); return them, the mask and the restore ids."""
         batch_size, num_patches, width = embeddings.shape
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"`mask_ratio` must be in [0, 1), got {mask_ratio}.")
+        check_fraction("mask_ratio", mask_ratio)
         if noise is None:
             noise = torch.rand(batch_size, num_patches, device=embeddings.device)
         elif tuple(noise.shape) != (batch_size, num_patches):
-            raise ValueError(f"`noise` must have shape {(batch_size, num_patches)}, got {tuple(noise.shape)}.")
+            raise ValueError(f"noise: expected shape {(batch_size, num_patches)}; found {tuple(noise.shape)}.")
         num_keep = int(num_patches * (1 - mask_ratio))
         ids_shuffle = torch.argsort(noise.to(embeddings.device), dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
@@ -171,18 +170,21 @@ class MRMEmbeddings(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
-                f"Expected pixel_values of shape (batch, {self.config.num_channels}, height, width), "
-                f"got {tuple(pixel_values.shape)}."
+                f"pixel_values: expected shape (batch, {self.config.num_channels}, height, width); "
+                f"found {tuple(pixel_values.shape)}."
             )
         height, width = pixel_values.shape[-2:]
         size, patch = self.config.image_size, self.config.patch_size
         if interpolate_pos_encoding:
             if height % patch or width % patch:
-                raise ValueError(f"Image sides must be multiples of the patch size {patch}, got {height}x{width}.")
+                raise ValueError(
+                    f"pixel_values: expected sides that are multiples of the patch size {patch}; "
+                    f"found {height}x{width}."
+                )
             positions = interpolate_position_table(self.position_embeddings, height // patch, width // patch)
         elif (height, width) != (size, size):
             raise ValueError(
-                f"Expected {size}x{size} images, got {height}x{width}. Resize them, or pass "
+                f"pixel_values: expected {size}x{size} images; found {height}x{width}. Resize them, or pass "
                 "`interpolate_pos_encoding=True` to resample the position table."
             )
         else:
@@ -383,8 +385,8 @@ class MRMReportEmbeddings(nn.Module):
         length = input_ids.shape[1]
         if length > self.position_embeddings.num_embeddings:
             raise ValueError(
-                f"Reports can be at most {self.position_embeddings.num_embeddings} tokens long, got {length}: "
-                "truncate them in the tokenizer (max_length)."
+                f"input_ids: expected reports of at most {self.position_embeddings.num_embeddings} tokens; found "
+                f"{length}. Truncate them in the tokenizer (max_length)."
             )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
@@ -508,14 +510,11 @@ class MRMPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # Name every MRM auto class, so that a `trust_remote_code` user can open any MRM checkpoint as an encoder,
-        # a pre-training model or a classifier, with the code saved beside it.
+        # Any MRM checkpoint opens as any MRM model, so the config names every one (`AUTO_MODEL_CLASSES`), not only
+        # this class; the config adds its own AutoConfig entry when it saves itself.
         self.config.auto_map = {
-            "AutoConfig": "configuration_mrm.MRMConfig",
-            "AutoModel": "modeling_mrm.MRMModel",
-            "AutoModelForPreTraining": "modeling_mrm.MRMForPreTraining",
-            "AutoModelForImageClassification": "modeling_mrm.MRMForImageClassification",
-            "AutoBackbone": "modeling_mrm.MRMBackbone",
+            auto_class: f"{model_class.__module__.rsplit('.', 1)[-1]}.{model_class.__name__}"
+            for auto_class, model_class in AUTO_MODEL_CLASSES.items()
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -657,9 +656,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
         size = self.config.reconstruction_size
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
             raise ValueError(
-                f"MRMForPreTraining expects the high-resolution view, (batch, {self.config.num_channels}, {size}, "
-                f"{size}); got {tuple(pixel_values.shape)}. The model makes the {self.config.image_size} px encoder "
-                "input itself."
+                f"MRMForPreTraining pixel_values: expected the high-resolution view, (batch, "
+                f"{self.config.num_channels}, {size}, {size}); found {tuple(pixel_values.shape)}. The model makes the "
+                f"{self.config.image_size} px encoder input itself."
             )
         if input_ids is not None and self.report_branch is None:
             raise ValueError(
@@ -669,7 +668,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
         if labels is not None and input_ids is None:
             raise ValueError("`labels` are report token ids to predict: pass the masked report as `input_ids` too.")
         if labels is not None and labels.shape != input_ids.shape:
-            raise ValueError(f"`labels` must have the shape of `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}.")
+            raise ValueError(
+                f"labels: expected the shape of input_ids, {tuple(input_ids.shape)}; found {tuple(labels.shape)}."
+            )
 
         encoder_outputs: MRMModelOutput = self.image_encoder(
             self.downsample(pixel_values), mask_ratio=self.config.mask_ratio, noise=noise, **kwargs
@@ -743,18 +744,18 @@ class MRMForImageClassification(MRMPreTrainedModel):
         if problem_type == "multi_label_classification":
             if labels.shape != logits.shape:
                 raise ValueError(
-                    f"Multi-label classification needs labels of shape (batch, num_labels) = {tuple(logits.shape)}, "
-                    f"got {tuple(labels.shape)}."
+                    f"labels: expected multi-label targets of shape (batch, num_labels) = {tuple(logits.shape)}; "
+                    f"found {tuple(labels.shape)}."
                 )
             return labels.to(logits.dtype)
         if problem_type == "single_label_classification":
             if labels.ndim != 1 or labels.is_floating_point():
                 raise ValueError(
-                    f"Single-label classification needs integer class ids of shape (batch,), got {labels.dtype} "
-                    f"labels of shape {tuple(labels.shape)}."
+                    f"labels: expected integer class ids of shape (batch,) for single-label classification; found "
+                    f"{labels.dtype} labels of shape {tuple(labels.shape)}."
                 )
             if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_labels):
-                raise ValueError(f"Class ids must be in [0, {self.num_labels}), got {labels.tolist()}.")
+                raise ValueError(f"labels: expected class ids in [0, {self.num_labels}); found {labels.tolist()}.")
             return labels
         return labels.to(logits.dtype)
 
@@ -811,7 +812,7 @@ class MRMFeaturePyramid(nn.Module):
             elif scale in (0.5, 0.25):
                 stages.append(nn.MaxPool2d(kernel_size=int(1 / scale), stride=int(1 / scale)))
             else:
-                raise ValueError(f"`feature_pyramid_rescales` takes factors among 4, 2, 1, 0.5, 0.25; got {scale}.")
+                raise ValueError(f"feature_pyramid_rescales: expected factors among 4, 2, 1, 0.5, 0.25; found {scale}.")
         self.stages = nn.ModuleList(stages)
 
     def forward(self, feature_maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -837,9 +838,9 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
         rescales = config.feature_pyramid_rescales
         if rescales is not None and len(rescales) != len(self.out_features):
             raise ValueError(
-                f"The feature pyramid rescales {len(rescales)} maps ({list(rescales)}), but `out_indices` picks "
-                f"{len(self.out_features)} ({self.out_indices}): pass as many, e.g. out_indices=[3, 5, 7, 11], or "
-                "feature_pyramid_rescales=None for the plain maps."
+                f"feature_pyramid_rescales: expected one factor per map that out_indices picks, "
+                f"{len(self.out_features)} ({self.out_indices}); found {len(rescales)} ({list(rescales)}). Pass as "
+                "many, e.g. out_indices=[3, 5, 7, 11], or feature_pyramid_rescales=None for the plain maps."
             )
         self.neck = MRMFeaturePyramid(config.hidden_size, rescales) if rescales is not None else None
         self.num_features = [config.hidden_size] * config.num_hidden_layers
@@ -883,9 +884,24 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
         return BackboneOutput(feature_maps=feature_maps, hidden_states=tuple(all_hidden_states))
 
 
-MRMModel.register_for_auto_class("AutoModel")
-MRMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
-MRMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
-MRMBackbone.register_for_auto_class("AutoBackbone")
+# The one table of MRM's models and the auto class that opens each: the `auto_map` every saved config carries and
+# mrm_hf's local `AutoX.register` calls both come from it, so a new head is one line here.
+AUTO_MODEL_CLASSES: dict[str, type[MRMPreTrainedModel]] = {
+    "AutoModel": MRMModel,
+    "AutoModelForPreTraining": MRMForPreTraining,
+    "AutoModelForImageClassification": MRMForImageClassification,
+    "AutoBackbone": MRMBackbone,
+}
+for auto_class, model_class in AUTO_MODEL_CLASSES.items():
+    # Marks the class as custom code, so that `save_pretrained` copies this file and its imports beside the weights.
+    model_class.register_for_auto_class(auto_class)
+del auto_class, model_class
 
-__all__ = ["MRMModel", "MRMForPreTraining", "MRMForImageClassification", "MRMPreTrainedModel", "MRMBackbone"]
+__all__ = [
+    "AUTO_MODEL_CLASSES",
+    "MRMModel",
+    "MRMForPreTraining",
+    "MRMForImageClassification",
+    "MRMPreTrainedModel",
+    "MRMBackbone",
+]

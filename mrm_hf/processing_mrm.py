@@ -41,7 +41,10 @@ class MRMProcessor(ProcessorMixin):
                     "MRMProcessor got a report (`text`) without an image: MRM's report branch reads the image's "
                     "global feature, so pass the record's `images` too."
                 )
-            raise ValueError("MRMProcessor needs `images` (and, for the pre-training model, the reports as `text`).")
+            raise ValueError(
+                "MRMProcessor: expected `images` (and, for the pre-training model, the reports as `text`); "
+                "found neither."
+            )
         if text is None:
             return self.image_processor(images, return_tensors=return_tensors, **kwargs)
         if self.reconstruction_size is None:
@@ -51,13 +54,15 @@ class MRMProcessor(ProcessorMixin):
             )
         reports = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(report, str) for report in reports):
-            raise ValueError(f"`text` must be a report or a list of reports (strings); found {type(text).__name__}.")
+            raise ValueError(f"text: expected a report or a list of reports (strings); found {type(text).__name__}.")
         size = self.reconstruction_size
         pixel_values = self.image_processor(
             images, mode="pretraining", size={"height": size, "width": size}, return_tensors=return_tensors, **kwargs
         )["pixel_values"]
         if len(pixel_values) != len(reports):
-            raise ValueError(f"Expected one report per image; found {len(pixel_values)} images and {len(reports)} reports.")
+            raise ValueError(
+                f"text: expected one report per image; found {len(pixel_values)} images and {len(reports)} reports."
+            )
         max_length = self.max_report_length or self.tokenizer.model_max_length
         lengths = [len(ids) for ids in self.tokenizer(reports, truncation=False)["input_ids"]]
         if max(lengths) > max_length:

@@ -1,11 +1,14 @@
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from conftest import run_without_mrm_hf, tiny_batch, tiny_config
 from huggingface_hub.errors import StrictDataclassError
 from transformers import (
+    AutoBackbone,
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
@@ -13,7 +16,7 @@ from transformers import (
 )
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMModel
-from mrm_hf.modeling_mrm import get_2d_sincos_position_table
+from mrm_hf.modeling_mrm import AUTO_MODEL_CLASSES, get_2d_sincos_position_table
 
 
 def trainable(module):
@@ -46,14 +49,14 @@ def test_default_config_is_the_published_model():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"hidden_size": 100}, "`hidden_size` (100) must be a multiple of `num_attention_heads` (12)"),
-        ({"decoder_num_attention_heads": 5}, "`decoder_hidden_size` (768) must be a multiple of `decoder_num_attention_heads` (5)"),
-        ({"report_hidden_size": 385}, "`report_hidden_size` (385) must be a multiple"),
-        ({"mask_ratio": 1.0}, "`mask_ratio` must be in [0, 1), got 1.0"),
-        ({"mask_ratio": -0.1}, "`mask_ratio` must be in [0, 1), got -0.1"),
-        ({"image_size": 230}, "`image_size` (230) must be a multiple of `patch_size` (16)"),
-        ({"reconstruction_size": 300}, "`reconstruction_size` (300) must be a whole multiple of `image_size` (224)"),
-        ({"pad_token_id": 30000}, "`pad_token_id` (30000) must be an id of the report vocabulary"),
+        ({"hidden_size": 100}, "hidden_size: expected a multiple of num_attention_heads (12); found 100"),
+        ({"decoder_num_attention_heads": 5}, "decoder_hidden_size: expected a multiple of decoder_num_attention_heads (5); found 768"),
+        ({"report_hidden_size": 385}, "report_hidden_size: expected a multiple of report_num_attention_heads (6); found 385"),
+        ({"mask_ratio": 1.0}, "mask_ratio: expected a fraction in [0, 1); found 1.0"),
+        ({"mask_ratio": -0.1}, "mask_ratio: expected a fraction in [0, 1); found -0.1"),
+        ({"image_size": 230}, "image_size: expected a multiple of patch_size (16); found 230"),
+        ({"reconstruction_size": 300}, "reconstruction_size: expected a whole multiple of image_size (224), e.g. 448; found 300"),
+        ({"pad_token_id": 30000}, "pad_token_id: expected an id of the report vocabulary (0 to 29999); found 30000"),
     ],
 )
 def test_invalid_config_raises_a_clear_error(overrides, message):
@@ -116,13 +119,23 @@ def test_noise_fixes_the_mask_and_keeps_the_smallest_noise():
 def test_noise_of_the_wrong_shape_is_refused():
     model = MRMForPreTraining(tiny_config()).eval()
     batch, _ = tiny_batch(model.config)
-    with pytest.raises(ValueError, match=r"`noise` must have shape \(2, 16\), got \(2, 15\)"):
+    with pytest.raises(ValueError, match=r"noise: expected shape \(2, 16\); found \(2, 15\)"):
         model(**batch, noise=torch.rand(2, 15))
+
+
+@pytest.mark.parametrize("mask_ratio", [1.0, -0.1])
+def test_a_mask_ratio_outside_the_unit_interval_is_refused_by_the_encoder_as_by_the_config(mask_ratio):
+    model = MRMModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match=rf"mask_ratio: expected a fraction in \[0, 1\); found {mask_ratio}") as error:
+        model(torch.randn(1, 3, 32, 32), mask_ratio=mask_ratio)
+    with pytest.raises(StrictDataclassError) as config_error:
+        tiny_config(mask_ratio=mask_ratio)
+    assert str(error.value) in str(config_error.value)
 
 
 def test_pixel_values_must_be_the_high_resolution_view():
     model = MRMForPreTraining(tiny_config()).eval()
-    with pytest.raises(ValueError, match=r"expects the high-resolution view, \(batch, 3, 64, 64\); got \(1, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"expected the high-resolution view, \(batch, 3, 64, 64\); found \(1, 3, 32, 32\)"):
         model(torch.randn(1, 3, 32, 32))
 
 
@@ -258,6 +271,28 @@ def test_auto_classes_resolve_mrm(tmp_path):
     assert AutoConfig.for_model("mrm").__class__ is MRMConfig
 
 
+def test_every_mrm_checkpoint_names_and_opens_as_every_mrm_model(tmp_path):
+    """Whichever model saves it, the saved config names every MRM model and the code files lie beside it."""
+    expected = {
+        "AutoConfig": "configuration_mrm.MRMConfig",
+        "AutoModel": "modeling_mrm.MRMModel",
+        "AutoModelForPreTraining": "modeling_mrm.MRMForPreTraining",
+        "AutoModelForImageClassification": "modeling_mrm.MRMForImageClassification",
+        "AutoBackbone": "modeling_mrm.MRMBackbone",
+    }
+    for model_class in AUTO_MODEL_CLASSES.values():
+        folder = tmp_path / model_class.__name__
+        model_class(tiny_config(num_labels=2, feature_pyramid_rescales=None)).save_pretrained(folder)
+        assert json.loads((folder / "config.json").read_text())["auto_map"] == expected
+        assert {"configuration_mrm.py", "modeling_mrm.py"} <= {path.name for path in folder.iterdir()}
+        config = AutoConfig.from_pretrained(folder)
+        for auto_class, mrm_class in AUTO_MODEL_CLASSES.items():
+            auto = getattr(transformers, auto_class)
+            # AutoBackbone.from_pretrained takes a local folder for a timm name; from_config is its local path.
+            loaded = auto.from_config(config) if auto is AutoBackbone else auto.from_pretrained(folder)
+            assert type(loaded) is mrm_class, (model_class, auto_class)
+
+
 def test_pretraining_checkpoint_loads_into_the_encoder_and_the_classifier(tmp_path):
     pretraining = MRMForPreTraining(tiny_config()).eval()
     pretraining.save_pretrained(tmp_path)
@@ -338,7 +373,7 @@ def test_pooler_output_is_the_mean_of_patch_tokens_then_layernorm():
 
 def test_interpolate_pos_encoding_runs_other_sizes():
     model = MRMModel(tiny_config()).eval()
-    with pytest.raises(ValueError, match="Expected 32x32 images, got 48x64"):
+    with pytest.raises(ValueError, match="expected 32x32 images; found 48x64"):
         model(torch.randn(1, 3, 48, 64))
     out = model(torch.randn(1, 3, 48, 64), interpolate_pos_encoding=True)
     assert out.last_hidden_state.shape == (1, 1 + 6 * 8, 32)
@@ -354,14 +389,14 @@ def test_classifier_losses_follow_the_problem_type():
     targets = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])
     out = multi(pixel_values, labels=targets)
     torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets.float()))
-    with pytest.raises(ValueError, match=r"labels of shape \(batch, num_labels\) = \(4, 3\), got \(4,\)"):
+    with pytest.raises(ValueError, match=r"labels: expected multi-label targets of shape \(batch, num_labels\) = \(4, 3\); found \(4,\)"):
         multi(pixel_values, labels=torch.tensor([0, 1, 2, 0]))
 
     single = MRMForImageClassification(tiny_config(num_labels=3)).eval()
     out = single(pixel_values, labels=torch.tensor([0, 2, 1, 2]))
     assert single.config.problem_type == "single_label_classification"
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 2, 1, 2])))
-    with pytest.raises(ValueError, match=r"Class ids must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 3\); found \[0, 3, 1, 2\]"):
         single(pixel_values, labels=torch.tensor([0, 3, 1, 2]))
 
     # Integer 0/1 targets of shape (batch, num_labels) are multi-label, not class ids.
