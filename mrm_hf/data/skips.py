@@ -53,7 +53,7 @@ class Skips:
     def skip(self, place: str, reason: str, detail: str = "") -> None:
         """Leave out the record at `place` for `reason` (`detail`: its text or file); in strict mode, raise."""
         if self.strict:
-            raise self.error(f"{self.source}, {place}: {reason}" + (f": {detail}" if detail else "") + ".")
+            raise self.error(f"{self.source}, {place}: {reason}" + (f" ({detail})" if detail else "") + ".")
         self.skipped.append((place, reason, detail))
 
     def finish(self, total: int) -> None:
