@@ -134,7 +134,8 @@ def prepare_records(
     """Write `records` (an `image` column plus any others) resized to `output_dir`; resume from finished shards."""
     check_choice("image_format", image_format, sorted(IMAGE_FORMATS))
     if shard_size < 1 or short_side < 1:
-        raise ValueError(f"shard_size and short_side: expected positive values; found {shard_size} and {short_side}.")
+        raise ValueError(f"shard_size and short_side: expected positive values; found {shard_size} and "
+                         f"{short_side}.")
     records = records if isinstance(records, DatasetDict) else DatasetDict(train=records)
     output_dir, num_proc = Path(output_dir), num_proc or os.cpu_count() or 1
     work = output_dir / SHARDS
