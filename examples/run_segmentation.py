@@ -55,7 +55,8 @@ from mrm_hf.utils import setup_logging
 logger = logging.getLogger(__name__)
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_segmentation.md"
 
-# The published SIIM-ACR fine-tuning (MRM_NOTES §3.3): what both label fractions share, then each one's schedule.
+# The published SIIM-ACR fine-tuning (its MMSegmentation 0.25 config and ft.sh): what both label fractions share, then
+# each one's schedule.
 PUBLISHED_SIIM = {
     "image_size": 512,
     "drop_path_rate": 0.1,
@@ -107,7 +108,7 @@ class ModelArguments:
 
     def __post_init__(self):
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"--layer_decay must be in (0, 1]; found {self.layer_decay}.")
+            raise ValueError(f"--layer_decay: expected a value in (0, 1]; found {self.layer_decay}.")
 
 
 @dataclass
@@ -156,17 +157,18 @@ class DataArguments:
         needs = {"siim": ("data_dir", "split_dir"), "csv": ("train_csv",)}[self.dataset]
         missing = [f"--{name}" for name in needs if getattr(self, name) is None]
         if missing:
-            raise ValueError(f"--dataset {self.dataset} needs {' and '.join(missing)}.")
+            raise ValueError(f"--dataset {self.dataset}: expected {' and '.join(missing)}; found no value.")
         if self.dataset == "siim" and (self.rle_csv is None) == (self.mask_dir is None):
-            raise ValueError("--dataset siim needs the masks from one place: --rle_csv or --mask_dir.")
+            raise ValueError("--dataset siim: expected the masks from one place, --rle_csv or --mask_dir; found "
+                             f"{'both' if self.rle_csv else 'neither'}.")
         if self.dataset == "siim" and self.label_fraction not in SIIM_LABEL_FRACTIONS:
-            raise ValueError(f"--label_fraction must be one of {SIIM_LABEL_FRACTIONS} for SIIM-ACR; found "
+            raise ValueError(f"--label_fraction: expected one of {SIIM_LABEL_FRACTIONS} for SIIM-ACR; found "
                              f"{self.label_fraction}.")
         if self.rle_encoding not in RLE_ENCODINGS:
-            raise ValueError(f"--rle_encoding must be one of {RLE_ENCODINGS}; found {self.rle_encoding!r}.")
+            raise ValueError(f"--rle_encoding: expected one of {RLE_ENCODINGS}; found {self.rle_encoding!r}.")
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name} must be in [0, 1); found {getattr(self, name)}.")
+                raise ValueError(f"--{name}: expected a value in [0, 1); found {getattr(self, name)}.")
         if self.label_name is None:
             self.label_name = "pneumothorax" if self.dataset == "siim" else "foreground"
 

@@ -87,8 +87,9 @@ BERT_LAYER_RENAMES = {
     "output.dense": "mlp.fc2",
     "output.LayerNorm": "output_layernorm",
 }
-# Keys of the published checkpoint that no computation reads: BERT's pooler runs but its output is never used
-# (MRM_NOTES §5.7), and `position_ids` is the arange buffer older transformers saved.
+# Keys of the published checkpoint that no computation reads: BERT's pooler runs but its output is never used (the
+# published `MyBertModel` ignores add_pooling_layer=False), and `position_ids` is the arange buffer older transformers
+# saved.
 UNUSED_PUBLISHED_KEYS = (BERT + "pooler.dense.weight", BERT + "pooler.dense.bias")
 POSITION_IDS_KEY = BERT + "embeddings.position_ids"
 
@@ -429,7 +430,9 @@ def read_config(path: str | Path) -> MRMConfig:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConversionError(f"--config {path} is not valid JSON: {error}.") from error
     if not isinstance(values, dict):
-        raise ConversionError(f"--config {path} must hold a JSON object of MRMConfig fields; found a {type(values).__name__}.")
+        raise ConversionError(
+            f"--config {path}: expected a JSON object of MRMConfig fields; found a {type(values).__name__}."
+        )
     if values.get("model_type", "mrm") != "mrm":
         raise ConversionError(f"--config {path} has model_type {values['model_type']!r}; expected 'mrm'.")
     known = set(MRMConfig().to_dict()) | CONFIG_FILE_KEYS

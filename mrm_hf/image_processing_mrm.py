@@ -77,7 +77,7 @@ _DICOM_SUFFIXES = {".dcm", ".dicom"}
 def _check_mode(mode: str) -> dict:
     """The preset of a processing mode."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {sorted(MODES)}; found {mode!r}")
+        raise ValueError(f"mode: expected one of {', '.join(map(repr, MODES))}; found {mode!r}.")
     return MODES[mode]
 
 

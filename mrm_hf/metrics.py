@@ -12,12 +12,13 @@ that `metric_for_best_model="mean_auc"` can compare it; it is NaN only when no c
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 
+from .data.classification import ProblemType
+from .utils import check_choice
 
-ProblemType = Literal["multi_label_classification", "single_label_classification"]
 
 METRIC_MODULES = Path(__file__).with_name("metric_modules")
 
@@ -50,9 +51,7 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
     AUC of class 1 is reported (class 0's is the same), under `class_names[1]`.
     """
     class_names = list(class_names)
-    if problem_type not in ("multi_label_classification", "single_label_classification"):
-        raise ValueError("`problem_type` must be 'multi_label_classification' or 'single_label_classification'; "
-                         f"found {problem_type!r}.")
+    check_choice("problem_type", problem_type, get_args(ProblemType))
     roc_auc = load_metric("roc_auc")
 
     def compute_metrics(eval_pred) -> dict[str, float | None]:

@@ -53,13 +53,14 @@ def report_loss_by_image(model: MRMForPreTraining, batches, accelerator=None) ->
     was_training = model.training
     model.eval()
     reports, features = [], []
-    for batch in batches:
+    for number, batch in enumerate(batches):
         if batch.get("labels") is None:
-            raise ValueError("report_loss_by_image needs masked reports with `labels`; found a batch without them.")
+            raise ValueError(f"report_loss_by_image, batch {number}: expected masked reports with `labels`; found "
+                             "none.")
         features.append(image_feature(model, batch["pixel_values"]))
         reports.append({k: batch.get(k) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")})
     if not features:
-        raise ValueError("report_loss_by_image got no batches.")
+        raise ValueError("report_loss_by_image: expected at least one batch; found none.")
     others = torch.cat(features).roll(1, dims=0).split([len(feature) for feature in features])
     totals = torch.zeros(5, dtype=torch.float64, device=features[0].device)  # 3 summed losses, tokens, lone records
     for report, feature, other in zip(reports, features, others):

@@ -1,6 +1,6 @@
 """Segmentation with MRM, shared by `examples/run_segmentation.py`: UperNet on `MRMBackbone` with the published loss.
 
-The published SIIM-ACR fine-tuning (MRM_NOTES §3.3, an MMSegmentation 0.25 config): UperNet (768 channels, pool
+The published SIIM-ACR fine-tuning (an MMSegmentation 0.25 config): UperNet (768 channels, pool
 scales 1, 2, 3, 6) and an auxiliary FCN head on the third pyramid level, each trained with sigmoid focal loss x 2.0
 plus a Dice loss x 1.0 that leaves out the background, the auxiliary head at 0.4 of that. The model saves as a plain
 `UperNetForSemanticSegmentation` folder (with the MRM image processor in segmentation mode), which

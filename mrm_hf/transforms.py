@@ -41,6 +41,7 @@ from PIL import Image
 from .data.mimic import RecordError
 from .data.seeding import SAMPLE_INDEX, SeededDraws
 from .image_processing_mrm import MRMImageProcessor, _check_shape, resize_grayscale, to_grayscale
+from .utils import check_choice
 
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,7 @@ INTERPOLATIONS = {
 def _resample(interpolation) -> Image.Resampling:
     """A PIL resampling filter from its name or value."""
     if isinstance(interpolation, str):
-        if interpolation.lower() not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}; found {interpolation!r}")
-        return INTERPOLATIONS[interpolation.lower()]
+        return INTERPOLATIONS[check_choice("interpolation", interpolation.lower(), sorted(INTERPOLATIONS))]
     return Image.Resampling(interpolation)
 
 
@@ -220,9 +219,7 @@ class _TrainingTransform:
         fast_decode: bool = True,
         on_bad_image: str = "raise",
     ):
-        if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}; found {on_bad_image!r}")
-        self.on_bad_image = on_bad_image
+        self.on_bad_image = check_choice("on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.skipped = 0
         self.image_processor = image_processor
         self.fast_decode = fast_decode

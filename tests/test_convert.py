@@ -243,7 +243,7 @@ def test_converter_config_refuses_unknown_keys_and_bad_json_naming_the_file(tmp_
     cases = {
         "misspelt.json": (json.dumps(values), ["'num_attention_head' (did you mean 'num_attention_heads'?)"]),
         "broken.json": ('{"hidden_size": 32,', ["is not valid JSON"]),
-        "list.json": ("[1, 2]", ["must hold a JSON object", "found a list"]),
+        "list.json": ("[1, 2]", ["expected a JSON object", "found a list"]),
         "other.json": (json.dumps({"model_type": "vit"}), ["model_type 'vit'", "expected 'mrm'"]),
         "invalid.json": (json.dumps({"hidden_size": 30, "num_attention_heads": 4}), ["does not make a valid MRMConfig"]),
     }

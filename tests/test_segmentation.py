@@ -21,10 +21,10 @@ from transformers import (
 from conftest import REPO_ROOT, run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMBackbone, MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
 from mrm_hf.data.classification import read_split_list
-from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, rle_decode, rle_encode
+from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_rle_csv, rle_decode, rle_encode
 from mrm_hf.metrics import load_metric
+from mrm_hf.segmentation import dice_loss, focal_loss, pack_masks, read_pair
 from mrm_hf.training import layer_decay_parameter_groups
-from mrm_hf.segmentation import build_segmentation_model, dice_loss, focal_loss, pack_masks, read_pair
 
 
 sys.path.insert(0, str(REPO_ROOT / "examples"))
@@ -207,6 +207,19 @@ def test_siim_dicom_and_rle_rows_give_the_union_mask_and_report_what_is_missing(
         load_siim(data_dir, split_dir, 100, rle_csv=tmp_path / "train-rle.csv", strict=True)
     with pytest.raises(ValueError, match="10, 100"):
         load_siim(data_dir, split_dir, 1, rle_csv=tmp_path / "train-rle.csv")
+
+
+def test_malformed_rle_lines_are_named_with_their_line_and_skipped_or_raised(tmp_path):
+    path = tmp_path / "train-rle.csv"
+    path.write_text("ImageId, EncodedPixels\na.1, -1\nb.2\n, 1 2\nc.3, 5 2\n")
+    with pytest.warns(UserWarning, match=r"Skipped 2 malformed of 4 lines in .*train-rle\.csv: line 3: 'b\.2' "
+                                         r"\(expected 2 fields and an ImageId, found 1 fields\); line 4"):
+        assert read_rle_csv(path) == {"a.1": ["-1"], "c.3": ["5 2"]}
+    with pytest.raises(ValueError, match=r"train-rle\.csv, line 3: expected 2 fields"):
+        read_rle_csv(path, strict=True)
+    path.write_text("ImageId, EncodedPixels\nb.2\n")
+    with pytest.raises(ValueError, match=r"No usable lines in .*train-rle\.csv: 1 candidates"):
+        read_rle_csv(path)
 
 
 def write_pairs(path, pairs):

@@ -7,8 +7,8 @@ Every builder returns the splits `train`, `validation` and `test` (those it has)
   (through `load_radiograph`) reads, windowing and MONOCHROME1 included.
 - `labels`: `List(Value("float32"), length=C)`, one 0/1 value per class in the published order, for BCE with logits
   (`multi_label_classification`). Binary tasks (RSNA, COVID) have C = 1: the published NIH script uses BCE with logits
-  and the RSNA and COVID scripts were never released (MRM_NOTES §3.2), so one output keeps every task on that one
-  loss. `load_csv` can instead give one integer class (`ClassLabel`) per image for softmax training.
+  and the RSNA and COVID scripts were never released, so one output keeps every task on that one loss. `load_csv`
+  can instead give one integer class (`ClassLabel`) per image for softmax training.
 - `image_path`: the image's path as the split list or CSV names it.
 The class names are in the module constants and, for any built dataset, `label_names(dataset)`: they are stored in
 each split's `info.description`, so they survive `save_to_disk`.
@@ -31,11 +31,13 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, get_args
 
 from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, List, Value
 
-from .mimic import IMAGE_CHECKS, _image_problem
+from ..utils import check_choice
+from .mimic import _image_problem, check_image_check
+from .skips import Skips, left_out
 
 
 NIH_LABELS = (
@@ -60,7 +62,8 @@ COVID_LABELS = ("COVID-19",)  # task "covid": COVID-19 (1) vs any other finding 
 VIRAL_LABELS = ("viral",)  # task "viral": viral (1) vs bacterial (0) pneumonia
 COVID_TASKS = {"covid": COVID_LABELS, "viral": VIRAL_LABELS}
 
-# What the published CheXpert lists imply for uncertain (-1) labels (MRM_NOTES §3.1: inferred from the prevalences).
+# What the published CheXpert lists imply for uncertain (-1) labels: the published code ships the lists, not the
+# mapping; these values are inferred from each label's prevalence in the lists.
 CHEXPERT_PUBLISHED_UNCERTAIN = {"Atelectasis": 1.0, "Cardiomegaly": 0.0, "Consolidation": 0.0, "Edema": 1.0,
                                 "Pleural Effusion": 1.0}
 UNCERTAIN_POLICIES = ("published", "ones", "zeros")
@@ -78,7 +81,6 @@ CHEXPERT_DATA_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 RSNA_LABELS_CSV = "stage_2_train_labels.csv"
 RSNA_TRAIN_IMAGES = "stage_2_train_images"
 DICOM_SUFFIXES = (".dcm", ".dicom")
-_EXAMPLES = 5  # how many offending lines or files a message names
 _NAMES_MARKER = "label_names="
 _BINARY = {"0": 0, "1": 1}
 
@@ -90,30 +92,9 @@ class SplitListError(ValueError):
 # ---- reporting -------------------------------------------------------------------------------------------------------
 
 
-class _Malformed:
-    """Collects malformed lines of one file, or raises at the first one in strict mode; warns once at the end."""
-
-    def __init__(self, source: str | os.PathLike, strict: bool):
-        self.source, self.strict, self.lines = str(source), strict, []
-
-    def add(self, number: int, text: str, reason: str):
-        if self.strict:
-            raise SplitListError(f"{self.source}, line {number}: {reason}: {text!r}")
-        self.lines.append((number, text, reason))
-
-    def finish(self, total: int):
-        if not self.lines:
-            return
-        shown = "; ".join(f"line {n}: {text!r} ({reason})" for n, text, reason in self.lines[:_EXAMPLES])
-        more = f"; and {len(self.lines) - _EXAMPLES} more" if len(self.lines) > _EXAMPLES else ""
-        if len(self.lines) == total:
-            raise SplitListError(f"None of the {total} lines in {self.source} is usable: {shown}{more}.")
-        warnings.warn(
-            f"Skipped {len(self.lines)} malformed of {total} lines in {self.source}: {shown}{more}. "
-            "Pass strict=True to raise instead.",
-            UserWarning,
-            stacklevel=3,
-        )
+def _malformed(path: Path, strict: bool) -> Skips:
+    """The malformed lines of a split list or label CSV: raised as `SplitListError` in strict mode, else warned."""
+    return Skips(path, strict, SplitListError, what="lines", kind="malformed")
 
 
 def _binary(token: str) -> int | None:
@@ -133,7 +114,7 @@ def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = Fal
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Expected a split list at {path}; it does not exist.")
-    entries, malformed, total = [], _Malformed(path, strict), 0
+    entries, malformed, total = [], _malformed(path, strict), 0
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
             fields = line.split()
@@ -142,14 +123,14 @@ def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = Fal
             total += 1
             if len(fields) != 1 + num_labels:
                 reason = f"expected a name and {num_labels} labels, found {len(fields)} fields"
-                malformed.add(number, line.strip(), reason)
+                malformed.skip(f"line {number}", reason, repr(line.strip()))
                 continue
             labels = list(map(_BINARY.get, fields[1:]))
             if None in labels:
                 labels = [_binary(token) for token in fields[1:]]
                 bad = [token for token, label in zip(fields[1:], labels) if label is None]
                 if bad:
-                    malformed.add(number, line.strip(), f"label {bad[0]!r} is not 0 or 1")
+                    malformed.skip(f"line {number}", f"label {bad[0]!r} is not 0 or 1", repr(line.strip()))
                     continue
             entries.append((fields[0], labels))
     malformed.finish(total)
@@ -174,9 +155,7 @@ def _list_file(folder: Path, name: str, hint: str = "") -> Path:
 
 def _published_lists(folder: Path, label_fraction: int, splits: Sequence[str], hint: str = "") -> dict[str, Path]:
     """The list file of each requested split, the training one chosen by `label_fraction` (1, 10 or 100 percent)."""
-    if label_fraction not in LABEL_FRACTIONS:
-        raise ValueError(f"`label_fraction` must be one of {sorted(LABEL_FRACTIONS)} (percent); "
-                         f"found {label_fraction!r}.")
+    check_choice("label_fraction (percent)", label_fraction, LABEL_FRACTIONS)
     names = {"train": LABEL_FRACTIONS[label_fraction], **EVALUATION_LISTS}
     return {split: _list_file(folder, names[split], hint if split == "train" else "") for split in splits}
 
@@ -185,7 +164,7 @@ def _check_splits(splits: Iterable[str] | None, available: Sequence[str]) -> lis
     splits = list(available if splits is None else splits)
     unknown = [split for split in splits if split not in available]
     if unknown or not splits:
-        raise ValueError(f"`splits` must be a non-empty selection of {list(available)}; found {splits}.")
+        raise ValueError(f"splits: expected a non-empty selection of {list(available)}; found {splits}.")
     return splits
 
 
@@ -230,20 +209,14 @@ class _ImageIndex:
 
 def _missing_images(source: str, data_dir: str, missing: list[str], total: int, strict: bool):
     """Raise (strict, or nothing found) or warn about the listed images that are not on disk."""
-    if not missing:
-        return
-    shown = ", ".join(missing[:_EXAMPLES]) + (", ..." if len(missing) > _EXAMPLES else "")
-    message = f"{len(missing)} of {total} images named in {source} are not under {data_dir} (e.g. {shown})"
-    if strict or len(missing) == total:
-        raise FileNotFoundError(message + ("." if strict else "; is `data_dir` right?"))
-    warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+    description = f"images named in {source} are not under {data_dir}"
+    left_out(missing, total, description, strict, FileNotFoundError, "; is `data_dir` right?")
 
 
 def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict: bool) -> list[tuple[str, str, list]]:
     """The rows whose image passes `check` ("none", "header", "full"; see `load_mimic_cxr`); DICOMs are left
     to the processor. Unreadable ones are raised (strict, or all of them) or left out with one warning."""
-    if check not in IMAGE_CHECKS:
-        raise ValueError(f"`check_images` must be one of {IMAGE_CHECKS}; found {check!r}.")
+    check_image_check(check)
     kept, bad = [], []
     for row in rows:
         problem = None if row[0].lower().endswith(DICOM_SUFFIXES) else _image_problem(row[0], check)
@@ -251,12 +224,7 @@ def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict
             kept.append(row)
         else:
             bad.append(f"{row[1]} ({problem})")
-    if bad:
-        shown = ", ".join(bad[:_EXAMPLES]) + (", ..." if len(bad) > _EXAMPLES else "")
-        message = f"{len(bad)} of {len(rows)} images named in {source} cannot be read (e.g. {shown})"
-        if strict or not kept:
-            raise OSError(message + ".")
-        warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+    left_out(bad, len(rows), f"images named in {source} cannot be read", strict, OSError)
     return kept
 
 
@@ -385,7 +353,7 @@ def _read_header(path: Path) -> list[str]:
 def _require_columns(path: Path, required: Sequence[str], found: Sequence[str]):
     missing = [column for column in required if column not in found]
     if missing:
-        raise ValueError(f"{path} must have the columns {list(required)}; {missing} are missing (found {list(found)}).")
+        raise ValueError(f"{path}: expected the columns {list(required)}; {missing} are missing (found {list(found)}).")
 
 
 def _chexpert_label(raw: str, column: str, policy: UncertainPolicy) -> float | None:
@@ -407,11 +375,10 @@ def read_chexpert_csv(
     path: str | os.PathLike, uncertain_policy: UncertainPolicy = "published", strict: bool = False
 ) -> list[tuple[str, list[float]]]:
     """The (Path, 5 competition labels) rows of an official CheXpert `train.csv` or `valid.csv`."""
-    if uncertain_policy not in UNCERTAIN_POLICIES:
-        raise ValueError(f"`uncertain_policy` must be one of {UNCERTAIN_POLICIES}; found {uncertain_policy!r}.")
+    check_choice("uncertain_policy", uncertain_policy, UNCERTAIN_POLICIES)
     path = Path(path)
     _require_columns(path, ["Path", *CHEXPERT_COMPETITION_LABELS], _read_header(path))
-    entries, malformed, total = [], _Malformed(path, strict), 0
+    entries, malformed, total = [], _malformed(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
@@ -420,8 +387,8 @@ def read_chexpert_csv(
             bad = [(c, row[c]) for c, label in zip(CHEXPERT_COMPETITION_LABELS, labels) if label is None]
             if bad or not row["Path"]:
                 reason = f"{bad[0][0]} is {bad[0][1]!r}, not 1, 0, -1 or blank" if bad else "empty Path"
-                malformed.add(reader.line_num, ",".join(row[c] or "" for c in ["Path", *CHEXPERT_COMPETITION_LABELS]),
-                              reason)
+                text = ",".join(row[c] or "" for c in ["Path", *CHEXPERT_COMPETITION_LABELS])
+                malformed.skip(f"line {reader.line_num}", reason, repr(text))
                 continue
             entries.append((row["Path"], labels))
     malformed.finish(total)
@@ -444,29 +411,30 @@ def load_chexpert(
     labels become 1 ("ones"), 0 ("zeros") or, with "published", 1 for Atelectasis, Edema and Pleural Effusion and 0
     for Cardiomegaly and Consolidation; blanks become 0. Lateral views are kept, as in the published lists.
     """
-    if uncertain_policy not in UNCERTAIN_POLICIES:
-        raise ValueError(f"`uncertain_policy` must be one of {UNCERTAIN_POLICIES}; found {uncertain_policy!r}.")
     description = f"CheXpert, 5 competition labels, {label_fraction}% labels"
     if split_dir is not None:
         if uncertain_policy != "published":
-            raise ValueError(f"The published lists already map uncertain labels the published way; found "
-                             f"uncertain_policy={uncertain_policy!r}. Build from the official CSVs (split_dir=None) "
-                             "to choose another policy.")
+            raise ValueError(f"uncertain_policy with split_dir: expected 'published' (the published lists already map "
+                             f"uncertain labels the published way); found {uncertain_policy!r}. Build from the "
+                             "official CSVs (split_dir=None) to choose another policy.")
         hint = (" The 100% list (about 218k lines) ships with the published code; or build from the official "
                 "train.csv with split_dir=None.")
         folder = _split_folder(split_dir, CHEXPERT_FOLDER)
         lists = _published_lists(folder, label_fraction, _check_splits(splits, SPLITS), hint)
         return _from_lists(lists, data_dir, CHEXPERT_COMPETITION_LABELS, f"{description}, MRM split", strict)
     if label_fraction != 100:
-        raise ValueError(f"The official CSVs give 100% of the labels; found label_fraction={label_fraction}. The "
-                         "published 1% and 10% subsets need `split_dir`.")
+        raise ValueError(f"label_fraction without split_dir: expected 100 (the official CSVs give 100% of the labels); "
+                         f"found {label_fraction}. The published 1% and 10% subsets need `split_dir`.")
     data_dir = Path(data_dir)
     csvs = {"train": "train.csv", "test": "valid.csv"}
-    index = _ImageIndex(data_dir)
-    result = {}
+    # Each CSV is read (and uncertain_policy checked) before the image folder is walked.
+    read = {}
     for split in _check_splits(splits, ("train", "test")):
         path = _chexpert_csv(data_dir, csvs[split])
-        entries = read_chexpert_csv(path, uncertain_policy, strict)
+        read[split] = path, read_chexpert_csv(path, uncertain_policy, strict)
+    index = _ImageIndex(data_dir)
+    result = {}
+    for split, (path, entries) in read.items():
         rows = _located(entries, index, str(path), strict)
         result[split] = _dataset(rows, CHEXPERT_COMPETITION_LABELS,
                                  f"{description}, official {path.name}, uncertain labels: {uncertain_policy}.")
@@ -482,17 +450,18 @@ def read_rsna_labels(path: str | os.PathLike, strict: bool = False) -> list[tupl
     path = Path(path)
     _require_columns(path, ["patientId", "Target"], _read_header(path))
     targets: dict[str, int] = {}
-    malformed, total = _Malformed(path, strict), 0
+    malformed, total = _malformed(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
             total += 1
             patient, target = row["patientId"] or "", _binary(row["Target"] or "")
             if not patient or target is None:
-                malformed.add(reader.line_num, f"{patient},{row['Target']}", "expected a patientId and a 0/1 Target")
+                malformed.skip(f"line {reader.line_num}", "expected a patientId and a 0/1 Target",
+                               repr(f"{patient},{row['Target']}"))
             elif targets.setdefault(patient, target) != target:
-                malformed.add(reader.line_num, f"{patient},{row['Target']}",
-                              f"Target differs from the patient's earlier Target {targets[patient]}")
+                malformed.skip(f"line {reader.line_num}", f"Target differs from the patient's earlier Target "
+                               f"{targets[patient]}", repr(f"{patient},{row['Target']}"))
     malformed.finish(total)
     return [(f"{RSNA_TRAIN_IMAGES}/{patient}.dcm", [target]) for patient, target in targets.items()]
 
@@ -515,8 +484,8 @@ def load_rsna(
         lists = _published_lists(_split_folder(split_dir, RSNA_FOLDER), label_fraction, _check_splits(splits, SPLITS))
         return _from_lists(lists, data_dir, RSNA_LABELS, f"{description}, MRM split", strict)
     if label_fraction != 100:
-        raise ValueError(f"The official labels CSV gives 100% of the labels; found label_fraction={label_fraction}. "
-                         "The published 1% and 10% subsets need `split_dir`.")
+        raise ValueError(f"label_fraction without split_dir: expected 100 (the official labels CSV gives 100% of the "
+                         f"labels); found {label_fraction}. The published 1% and 10% subsets need `split_dir`.")
     _check_splits(splits, ("train",))
     path = Path(data_dir) / RSNA_LABELS_CSV
     if not path.is_file():
@@ -544,10 +513,8 @@ def load_covid(
     `VIRAL_LABELS`. Lists are `<task><split_index>/is<task>_{train,val,test}.txt`; images are found below `data_dir`
     (the collection's `images/` folder). The first line of `viral1/isviral_test.txt` is corrupt and is reported.
     """
-    if task not in COVID_TASKS:
-        raise ValueError(f"`task` must be one of {sorted(COVID_TASKS)}; found {task!r}.")
-    if split_index not in range(1, 6):
-        raise ValueError(f"`split_index` must be 1, 2, 3, 4 or 5; found {split_index!r}.")
+    check_choice("task", task, COVID_TASKS)
+    check_choice("split_index", split_index, range(1, 6))
     folder = _split_folder(split_dir, COVID_FOLDER) / f"{task}{split_index}"
     if not folder.is_dir():
         raise FileNotFoundError(f"Expected the split folder {folder}; it does not exist.")
@@ -603,7 +570,7 @@ def _read_label_csv(
     if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
         raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
                          f"{columns}.")
-    entries, malformed, total = [], _Malformed(path, strict), 0
+    entries, malformed, total = [], _malformed(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
@@ -611,13 +578,13 @@ def _read_label_csv(
             text = ",".join(row[c] or "" for c in [image_column, *columns])
             image = row[image_column] or ""
             if not image.strip():
-                malformed.add(reader.line_num, text, f"empty {image_column}")
+                malformed.skip(f"line {reader.line_num}", f"empty {image_column}", repr(text))
                 continue
             if problem_type == "multi_label_classification":
                 labels = [_binary(row[c] or "") for c in columns]
                 bad = [c for c, label in zip(columns, labels) if label is None]
                 if bad:
-                    malformed.add(reader.line_num, text, f"{bad[0]} is {row[bad[0]]!r}, not 0 or 1")
+                    malformed.skip(f"line {reader.line_num}", f"{bad[0]} is {row[bad[0]]!r}, not 0 or 1", repr(text))
                     continue
                 entries.append((image, labels))
             else:
@@ -628,7 +595,8 @@ def _read_label_csv(
                     value = -1.0
                 if not value.is_integer() or value < 0 or (num_labels is not None and value >= num_labels):
                     expected = f"0 .. {num_labels - 1}" if num_labels is not None else "0, 1, 2, ..."
-                    malformed.add(reader.line_num, text, f"{columns[0]} is {raw!r}, not a class id {expected}")
+                    reason = f"{columns[0]} is {raw!r}, not a class id {expected}"
+                    malformed.skip(f"line {reader.line_num}", reason, repr(text))
                     continue
                 entries.append((image, int(value)))
     malformed.finish(total)
@@ -655,14 +623,12 @@ def load_csv(
     integer class ids 0 .. num_labels-1 (default: the largest id + 1), giving `labels` as a `ClassLabel` named by
     `class_names`. Relative image paths are read against `image_root`, by default each CSV's own folder.
     """
-    if problem_type not in ("multi_label_classification", "single_label_classification"):
-        raise ValueError("`problem_type` must be 'multi_label_classification' or 'single_label_classification'; "
-                         f"found {problem_type!r}.")
+    check_choice("problem_type", problem_type, get_args(ProblemType))
     if isinstance(label_columns, str):
         label_columns = [label_columns]
     label_columns = None if label_columns is None else list(label_columns)
     if label_columns is not None and len(set(label_columns)) != len(label_columns):
-        raise ValueError(f"`label_columns` must be distinct; found {label_columns}.")
+        raise ValueError(f"label_columns: expected distinct names; found {label_columns}.")
     if class_names is not None:
         if problem_type != "single_label_classification":
             raise ValueError("`class_names` names the classes of single-label classification; multi-label classes "
@@ -683,7 +649,7 @@ def load_csv(
     columns = next(iter(parsed.values()))[1]
     for split, (path, found, _) in parsed.items():
         if found != columns:
-            raise ValueError(f"Every CSV must have the same label columns; {path} has {found}, expected {columns}.")
+            raise ValueError(f"{path}: expected the label columns of the first CSV, {columns}; found {found}.")
 
     if problem_type == "single_label_classification":
         if num_labels is None:

@@ -1,11 +1,12 @@
 """Batches of image-report records with whole-word masked reports, as MRM pre-trains on them.
 
-Masking (MRM_NOTES §1.2): each word (a token not starting with "##", with the "##" pieces that follow it) is
-replaced by [MASK] with probability 0.5, all its pieces together, never with 80/10/10. The default rule never masks a
-special token and treats a "##" piece that follows one (or starts the sequence) as a word of its own. With
-`published_masking=True` the published loop is reproduced exactly: positions 1 .. L-2 only (the last position is never
-masked), stopping at the first [PAD]; a "##" piece is masked iff the token before it is [MASK] at that moment (so one
-right after [CLS] is never masked, and one after a literal [MASK] always is); any other token, special or not, draws.
+Masking (whole words, as the published dataset's `_random_mask` does): each word (a token not starting with "##",
+with the "##" pieces that follow it) is replaced by [MASK] with probability 0.5, all its pieces together, never with
+80/10/10. The default rule never masks a special token and treats a "##" piece that follows one (or starts the
+sequence) as a word of its own. With `published_masking=True` the published loop is reproduced exactly: positions
+1 .. L-2 only (the last position is never masked), stopping at the first [PAD]; a "##" piece is masked iff the token
+before it is [MASK] at that moment (so one right after [CLS] is never masked, and one after a literal [MASK] always
+is); any other token, special or not, draws.
 
 Labels: by default -100 on every unmasked position (the masked-token loss of the paper). `label_mode="all"` gives the
 published labels: the original ids at every position, [CLS] and [PAD] included.
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..utils import check_choice
 from .classification import MULTI_LABEL
 from .seeding import SAMPLE_INDEX, SeededDraws
 
@@ -54,7 +56,7 @@ def whole_word_mask(
     `generator` may be one generator per row."""
     ids = torch.as_tensor(input_ids)
     if ids.dim() != 2:
-        raise ValueError(f"`input_ids` must be (batch, length), got shape {tuple(ids.shape)}.")
+        raise ValueError(f"input_ids: expected the shape (batch, length); found {tuple(ids.shape)}.")
     if isinstance(generator, (list, tuple)):
         if len(generator) != ids.shape[0]:
             raise ValueError(f"expected one generator per row ({ids.shape[0]}); found {len(generator)}")
@@ -112,15 +114,13 @@ class DataCollatorForMRM:
     draws: SeededDraws = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        if self.return_tensors != "pt":
-            raise ValueError(f"`return_tensors` must be 'pt', got {self.return_tensors!r}.")
-        if self.label_mode not in ("masked", "all"):
-            raise ValueError(f"`label_mode` must be 'masked' or 'all', got {self.label_mode!r}.")
+        check_choice("return_tensors", self.return_tensors, ["pt"])
+        check_choice("label_mode", self.label_mode, ("masked", "all"))
         if not 0.0 <= self.mlm_probability <= 1.0:
-            raise ValueError(f"`mlm_probability` must be in [0, 1], got {self.mlm_probability}.")
+            raise ValueError(f"mlm_probability: expected a value in [0, 1]; found {self.mlm_probability}.")
         for name in ("mask_token_id", "pad_token_id"):
             if getattr(self.tokenizer, name) is None:
-                raise ValueError(f"The tokenizer must define `{name.removesuffix('_id')}`; it has none.")
+                raise ValueError(f"tokenizer: expected a `{name.removesuffix('_id')}` token; found none.")
         self._is_continuation, self._is_special = token_lookups(self.tokenizer)
         self.draws = self.seed if isinstance(self.seed, SeededDraws) else SeededDraws(self.seed)
 

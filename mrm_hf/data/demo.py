@@ -322,7 +322,7 @@ def _draw_chunk(chests: list[Chest], findings: list[list[Finding]], size: int) -
 def draw_radiographs(chests: list[Chest], findings: list[list[Finding]], image_size: int = 128) -> np.ndarray:
     """Render synthetic radiographs as an (N, image_size, image_size) uint8 array, in small chunks on all cores."""
     if len(chests) != len(findings):
-        raise ValueError(f"got {len(chests)} chests but {len(findings)} finding lists")
+        raise ValueError(f"findings: expected one list per chest ({len(chests)}); found {len(findings)}.")
     images = np.empty((len(chests), image_size, image_size), dtype=np.uint8)
 
     def draw(start: int) -> None:
@@ -502,7 +502,9 @@ def _png(image: np.ndarray) -> bytes:
 def make_demo_records(num_records: int = 1000, image_size: int = 128, seed: int = 0) -> Dataset:
     """Synthetic records: `image` (grayscale PIL), `report`, `findings` and multi-hot `labels` over `KINDS`."""
     if num_records < 0 or image_size < 16:
-        raise ValueError(f"need num_records >= 0 and image_size >= 16; got {num_records} and {image_size}")
+        raise ValueError(
+            f"num_records and image_size: expected at least 0 and 16; found {num_records} and {image_size}."
+        )
     records = [sample_record(seed, index) for index in range(num_records)]
     images = draw_radiographs([chest for chest, _, _ in records], [findings for _, findings, _ in records], image_size)
     columns = {

@@ -45,9 +45,7 @@ import json
 import logging
 import os
 import re
-import warnings
 import zipfile
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -59,7 +57,9 @@ from datasets import Dataset, Features, Image, Value
 from datasets.exceptions import DatasetGenerationError
 from PIL import Image as PILImage
 
-from .reports import REPORT_POLICIES, ReportPolicy, report_text
+from ..utils import check_choice
+from .reports import ReportPolicy, check_report_policy, report_text
+from .skips import Skips
 
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,12 @@ def _jpeg_coded_data(data: bytes) -> bytes:
     return b""
 
 
+def check_image_check(check: str) -> str:
+    """`check` if it names an image check (`IMAGE_CHECKS`), else a ValueError: every loader that checks images
+    validates the choice here."""
+    return check_choice("check_images", check, IMAGE_CHECKS)
+
+
 def _image_problem(path: str, check: ImageCheck = "header") -> str | None:
     """Why the image at `path` cannot be used ("missing image", "truncated image", "unreadable image", "zero-filled
     image"), or None."""
@@ -157,31 +163,6 @@ def _map(function, items: list, num_proc: int | None) -> list:
         return [function(item) for item in items]
     with ProcessPoolExecutor(num_proc) as pool:
         return list(pool.map(function, items, chunksize=max(1, len(items) // (8 * num_proc))))
-
-
-class _Skips:
-    """Counts skipped records per reason, or raises at the first one in strict mode; warns once at the end."""
-
-    def __init__(self, source: str, strict: bool):
-        self.source, self.strict, self.counts, self.kept = source, strict, Counter(), 0
-
-    def skip(self, reason: str, record: str, path: str):
-        if self.strict:
-            raise RecordError(f"{reason} for {record}: {path}")
-        self.counts[reason] += 1
-
-    def finish(self, total: int):
-        if self.kept == 0:
-            details = f" ({dict(self.counts)})" if self.counts else ""
-            raise RecordError(f"No usable records in {self.source}: {total} candidates{details}.")
-        if self.counts:
-            details = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.counts.items()))
-            message = (
-                f"Skipped {sum(self.counts.values())} of {total} records from {self.source} ({details}); "
-                "pass strict=True to stop at the first one."
-            )
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=2)
 
 
 # ---- reports --------------------------------------------------------------------------------------------------------
@@ -248,7 +229,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     found = pd.read_csv(path, nrows=0).columns.tolist()
     missing = [column for column in columns if column not in found]
     if missing:
-        raise ValueError(f"{path} must have the columns {columns}; {missing} are missing (found {found}).")
+        raise ValueError(f"{path}: expected the columns {columns}; {missing} are missing (found {found}).")
     return pd.read_csv(path, usecols=columns, dtype={"dicom_id": str, "split": str, "ViewPosition": str})
 
 
@@ -308,22 +289,21 @@ def _generate_mimic(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     files = image_root / "files"
     paths = [str(files / _study(r["subject_id"], r["study_id"]) / f"{r['dicom_id']}{suffix}.jpg") for r in rows]
     problems = _map(partial(_image_problem, check=options["check_images"]), paths, options["num_proc"])
-    skips = _Skips(str(root), options["strict"])
+    skips = Skips(root, options["strict"], RecordError, by_reason=True)
     reports = _Reports(Path(options["reports"]))
     try:
         for row, path, problem in zip(rows, paths, problems):
             subject_id, study_id = int(row["subject_id"]), int(row["study_id"])
             record = f"dicom_id {row['dicom_id']} (subject {subject_id}, study {study_id})"
             if problem is not None:
-                skips.skip(problem, record, path)
+                skips.skip(record, problem, path)
                 continue
             raw = reports.read(subject_id, study_id)
             text = None if raw is None else report_text(raw, options["report_sections"])
             if not text:
                 reason = "missing report" if raw is None else "empty report"
-                skips.skip(reason, record, reports.path(subject_id, study_id))
+                skips.skip(record, reason, reports.path(subject_id, study_id))
                 continue
-            skips.kept += 1
             yield {
                 "image": path,
                 "report": text,
@@ -355,12 +335,9 @@ def load_mimic_cxr(
     """MIMIC-CXR-JPG image-report records of one split and views (None: all), one row per image."""
     root = _require(Path(root).resolve(), "the MIMIC-CXR-JPG root folder")
     image_root = Path(image_root).resolve() if image_root is not None else root
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"`split` must be one of {sorted(SPLITS)} or None, got {split!r}.")
-    if report_sections not in REPORT_POLICIES:
-        raise ValueError(f"`report_sections` must be one of {REPORT_POLICIES}, got {report_sections!r}.")
-    if check_images not in IMAGE_CHECKS:
-        raise ValueError(f"`check_images` must be one of {IMAGE_CHECKS}; found {check_images!r}.")
+    check_choice("split", split, [*SPLITS, None])
+    check_report_policy(report_sections)
+    check_image_check(check_images)
     csvs = [_require(root / SPLIT_CSV, "the split CSV"), _require(root / METADATA_CSV, "the metadata CSV")]
     _require(image_root / "files", "the image folder")
     chexpert = (root / CHEXPERT_CSV).is_file()
@@ -402,15 +379,14 @@ def _generate_training_csv(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     image_root = Path(options["image_root"])
     paths = [str(Path(p) if Path(p).is_absolute() else (image_root / p).resolve()) for p in table["image_path"]]
     problems = _map(partial(_image_problem, check=options["check_images"]), paths, options["num_proc"])
-    skips = _Skips(options["path"], options["strict"])
+    skips = Skips(options["path"], options["strict"], RecordError, by_reason=True)
     for number, (path, report, problem) in enumerate(zip(paths, table["report_content"], problems), start=2):
         record = f"row {number} ({Path(path).name})"
         text = report_text(report, options["report_sections"]) if problem is None else None
         if problem is not None or not text:
-            skips.skip(problem or ("missing report" if not report.strip() else "empty report"), record, path)
+            skips.skip(record, problem or ("missing report" if not report.strip() else "empty report"), path)
             continue
         match = _RECORD_PATH.search(Path(path).as_posix())
-        skips.kept += 1
         yield {
             "image": path,
             "report": text,
@@ -432,8 +408,8 @@ def load_training_csv(
 ) -> Dataset:
     """The published `training.csv` (image_path, report_content) as image-report records."""
     path = _require(Path(path).resolve(), "the training CSV")
-    if report_sections not in REPORT_POLICIES:
-        raise ValueError(f"`report_sections` must be one of {REPORT_POLICIES}, got {report_sections!r}.")
+    check_report_policy(report_sections)
+    check_image_check(check_images)
     options = {
         "path": str(path),
         "image_root": str(Path(image_root).resolve() if image_root is not None else path.parent),
@@ -510,7 +486,8 @@ def write_resized_copy(
         for path in sources:
             match = _IMAGE_TAIL.search(Path(path).as_posix())
             if match is None:
-                raise ValueError(f"Expected an image path ending in pXX/pXXXXXXXX/sXXXXXXXX/<name>, got {path}.")
+                raise ValueError(f"Image path of the dataset: expected one ending in pXX/pXXXXXXXX/sXXXXXXXX/<name>; "
+                                 f"found {path}.")
             relative.append(match.group(0))
     else:
         files = _require(Path(source) / "files", "the image folder of the MIMIC-CXR-JPG root")
@@ -522,12 +499,11 @@ def write_resized_copy(
         list(zip(sources, targets)),
         num_proc,
     )
-    skips = _Skips("the dataset" if isinstance(source, Dataset) else str(source), strict)
+    where = "the dataset" if isinstance(source, Dataset) else source
+    skips = Skips(where, strict, RecordError, "images", by_reason=True)
     for path, name, problem in zip(sources, relative, problems):
-        if problem is None:
-            skips.kept += 1
-        else:
-            skips.skip(problem, name, path)
+        if problem is not None:
+            skips.skip(name, problem, path)
     skips.finish(len(sources))
     return out_root
 

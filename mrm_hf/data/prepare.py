@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..image_processing_mrm import to_grayscale
 from ..transforms import open_fast
-from ..utils import setup_logging
+from ..utils import check_choice, setup_logging
 from .mimic import load_mimic_cxr, load_training_csv, short_side_size
 
 
@@ -132,10 +132,10 @@ def prepare_records(
     keep_shards: bool = False,
 ) -> DatasetDict:
     """Write `records` (an `image` column plus any others) resized to `output_dir`; resume from finished shards."""
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}; found {image_format!r}")
+    check_choice("image_format", image_format, sorted(IMAGE_FORMATS))
     if shard_size < 1 or short_side < 1:
-        raise ValueError(f"expected a positive shard_size and short_side; found {shard_size} and {short_side}")
+        raise ValueError(f"shard_size and short_side: expected positive values; found {shard_size} and "
+                         f"{short_side}.")
     records = records if isinstance(records, DatasetDict) else DatasetDict(train=records)
     output_dir, num_proc = Path(output_dir), num_proc or os.cpu_count() or 1
     work = output_dir / SHARDS

@@ -21,6 +21,8 @@ Fallbacks, in the order they apply:
 import re
 from typing import Literal
 
+from ..utils import check_choice
+
 
 ReportPolicy = Literal["full", "findings_impression", "impression"]
 REPORT_POLICIES = ("full", "findings_impression", "impression")
@@ -142,16 +144,27 @@ def extract_sections(report: str) -> dict[str, str]:
     return {name: " ".join(paragraphs) for name, paragraphs in sections.items() if paragraphs or name in BODY_SECTIONS}
 
 
+def check_report_policy(policy: str) -> str:
+    """`policy` if it is one of `REPORT_POLICIES`, else a ValueError: the one check of the choice, which the loaders
+    make before reading and `report_text` on each report."""
+    return check_choice("report_sections", policy, REPORT_POLICIES)
+
+
 def report_text(report: str, policy: ReportPolicy = "full") -> str:
     """The text the model sees: the whole report on one line, findings + impression, or the impression ("" if none)."""
-    if policy == "full":
+    if check_report_policy(policy) == "full":
         return _flatten(report)
-    if policy not in REPORT_POLICIES:
-        raise ValueError(f"`policy` must be one of {REPORT_POLICIES}, got {policy!r}.")
     sections = extract_sections(report)
     if policy == "impression":
         return sections["impression"]
     return " ".join(part for part in (sections["findings"], sections["impression"]) if part)
 
 
-__all__ = ["REPORT_POLICIES", "SECTION_ALIASES", "ReportPolicy", "extract_sections", "report_text"]
+__all__ = [
+    "REPORT_POLICIES",
+    "SECTION_ALIASES",
+    "ReportPolicy",
+    "check_report_policy",
+    "extract_sections",
+    "report_text",
+]

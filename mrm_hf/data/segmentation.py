@@ -19,7 +19,6 @@ than 0/1 or 0/255, and RLE runs that do not fit the image, raise when the row is
 
 import csv
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,14 +26,15 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value
 from PIL import Image
 
+from ..utils import check_choice
 from .classification import _ImageIndex, _missing_images, _published_lists, _split_folder, read_split_list
+from .skips import Skips, left_out
 
 
 SIIM_FOLDER = "SIIM-ACR_Pneumothorax"
-SIIM_LABEL_FRACTIONS = (10, 100)  # train_1.txt was deleted upstream (MRM_NOTES §3.1)
+SIIM_LABEL_FRACTIONS = (10, 100)  # the published repository deleted its SIIM-ACR train_1.txt in a later commit
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 RLE_ENCODINGS = ("relative", "absolute")
-_EXAMPLES = 5
 FEATURES = Features(
     {"image_path": Value("string"), "mask_path": Value("string"), "rle": List(Value("string")), "name": Value("string")}
 )
@@ -43,14 +43,18 @@ FEATURES = Features(
 # ---- run-length encoding ---------------------------------------------------------------------------------------------
 
 
+def check_rle_encoding(encoding: str) -> str:
+    """`encoding` if it is one of `RLE_ENCODINGS`, else a ValueError: the one check of the choice."""
+    return check_choice("rle_encoding", encoding, RLE_ENCODINGS)
+
+
 def rle_decode(rle: str, height: int, width: int, encoding: str = "relative", name: str = "the RLE") -> np.ndarray:
     """SIIM's run-length encoding as an (height, width) uint8 mask of 0 and 1; "-1" (or "") is an empty mask.
 
     Pixels are numbered column by column (down the first column, then the next). "relative": each pair is (gap after
     the previous run, run length), as in `train-rle.csv`; "absolute": (1-based start, run length).
     """
-    if encoding not in RLE_ENCODINGS:
-        raise ValueError(f"`encoding` must be one of {RLE_ENCODINGS}; found {encoding!r}.")
+    check_rle_encoding(encoding)
     mask = np.zeros(height * width, dtype=np.uint8)
     text = rle.strip()
     if text in ("", "-1"):
@@ -77,8 +81,7 @@ def rle_decode(rle: str, height: int, width: int, encoding: str = "relative", na
 
 def rle_encode(mask: np.ndarray, encoding: str = "relative") -> str:
     """The inverse of `rle_decode`: a 2-D 0/1 mask as SIIM's run-length encoding, "-1" when empty."""
-    if encoding not in RLE_ENCODINGS:
-        raise ValueError(f"`encoding` must be one of {RLE_ENCODINGS}; found {encoding!r}.")
+    check_rle_encoding(encoding)
     flat = np.asarray(mask, dtype=bool).T.reshape(-1)
     if not flat.any():
         return "-1"
@@ -97,23 +100,21 @@ def read_rle_csv(path: str | os.PathLike, strict: bool = False) -> dict[str, lis
     if not path.is_file():
         raise FileNotFoundError(f"Expected the RLE CSV at {path}; it does not exist.")
     rles: dict[str, list[str]] = {}
-    malformed = []
+    malformed, total = Skips(path, strict, ValueError, what="lines", kind="malformed"), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.reader(file)
         header = [column.strip() for column in next(reader, [])]
         if "ImageId" not in header or "EncodedPixels" not in header:
             raise ValueError(f"Expected the columns ImageId and EncodedPixels in {path}; found {header}.")
         id_column, rle_column = header.index("ImageId"), header.index("EncodedPixels")
-        for number, row in enumerate(reader, start=2):
+        for row in reader:
+            total += 1
             if len(row) != len(header) or not row[id_column].strip():
-                if strict:
-                    raise ValueError(f"{path}, line {number}: expected {len(header)} fields; found {row!r}.")
-                malformed.append(number)
+                reason = f"expected {len(header)} fields and an ImageId, found {len(row)} fields"
+                malformed.skip(f"line {reader.line_num}", reason, repr(",".join(row)))
                 continue
             rles.setdefault(row[id_column].strip(), []).append(row[rle_column].strip())
-    if malformed:
-        warnings.warn(f"Skipped {len(malformed)} malformed lines of {path} (lines {malformed[:_EXAMPLES]}). Pass "
-                      "strict=True to raise instead.", UserWarning, stacklevel=2)
+    malformed.finish(total)
     return rles
 
 
@@ -133,13 +134,7 @@ def _image_size(path: str) -> tuple[int, int]:
 
 def _skipped(source: str, reason: str, names: list[str], total: int, strict: bool):
     """Raise (strict, or nothing left) or warn once about the rows of `source` left out for `reason`."""
-    if not names:
-        return
-    shown = ", ".join(names[:_EXAMPLES]) + (", ..." if len(names) > _EXAMPLES else "")
-    message = f"{len(names)} of {total} rows of {source} {reason} (e.g. {shown})"
-    if strict or len(names) == total:
-        raise ValueError(message + ".")
-    warnings.warn(f"{message}; they are left out. Pass strict=True to raise instead.", UserWarning, stacklevel=3)
+    left_out(names, total, f"rows of {source} {reason}", strict, ValueError)
 
 
 def _check_sizes(rows: list[dict], source: str, strict: bool) -> list[dict]:
@@ -193,14 +188,12 @@ def load_siim(
 ) -> DatasetDict:
     """SIIM-ACR pneumothorax on the published MRM splits (`train_10.txt` or `train_list.txt`, `val_list.txt`,
     `test_list.txt`): images found below `data_dir` by id, masks from `rle_csv` or PNGs `<id>.png` below `mask_dir`."""
-    if label_fraction not in SIIM_LABEL_FRACTIONS:
-        raise ValueError(f"SIIM-ACR has published training lists for {SIIM_LABEL_FRACTIONS} percent of the labels "
-                         f"(train_1.txt was deleted upstream); found label_fraction={label_fraction!r}.")
+    check_choice("SIIM-ACR label_fraction (percent; train_1.txt was deleted upstream)", label_fraction,
+                 SIIM_LABEL_FRACTIONS)
     if (rle_csv is None) == (mask_dir is None):
         raise ValueError("SIIM-ACR masks come from one place: pass rle_csv (train-rle.csv) or mask_dir (PNG masks); "
                          f"found rle_csv={rle_csv!r}, mask_dir={mask_dir!r}.")
-    if rle_encoding not in RLE_ENCODINGS:
-        raise ValueError(f"`rle_encoding` must be one of {RLE_ENCODINGS}; found {rle_encoding!r}.")
+    check_rle_encoding(rle_encoding)
     lists = _published_lists(_split_folder(split_dir, SIIM_FOLDER), label_fraction, list(splits))
     mask_root = Path(mask_dir).resolve() if mask_dir is not None else None
     images = _index_by_id(Path(data_dir), exclude=mask_root)

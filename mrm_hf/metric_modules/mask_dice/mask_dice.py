@@ -1,7 +1,8 @@
 """Dice and IoU of binary segmentation masks, with the published per-image Dice of the MRM SIIM-ACR evaluation.
 
-- `dice`: the published `medDice` (MRM_NOTES §3.3): each image's Dice 2|P∩T| / (|P| + |T|), an image with an empty
-  true mask scoring 1 if the prediction is empty and 0 otherwise; the mean over all images.
+- `dice`: the published `medDice` (the metric of the published MMSegmentation config): each image's Dice
+  2|P∩T| / (|P| + |T|), an image with an empty true mask scoring 1 if the prediction is empty and 0 otherwise; the
+  mean over all images.
 - `dice_positive_images`: the same mean over the images whose true mask is not empty (None when there are none).
 - `positive_dice` and `positive_iou`: Dice and IoU of the positive class over all pixels of all images together
   (MMSegmentation's per-class mDice and mIoU); None when neither masks nor predictions have a positive pixel.
@@ -50,8 +51,8 @@ class MaskDice(evaluate.Metric):
         intersections, predicted, true = [], [], []
         for index, (prediction, reference) in enumerate(zip(predictions, references)):
             if len(prediction) != len(reference):
-                raise ValueError(f"Image {index}: the prediction packs {len(prediction)} bytes, the reference "
-                                 f"{len(reference)}; they must come from masks of one size.")
+                raise ValueError(f"Image {index}: expected the prediction and the reference packed from masks of one "
+                                 f"size; found {len(prediction)} and {len(reference)} bytes.")
             p = np.unpackbits(np.frombuffer(prediction, dtype=np.uint8)).astype(bool)
             t = np.unpackbits(np.frombuffer(reference, dtype=np.uint8)).astype(bool)
             intersections.append(int(np.count_nonzero(p & t)))
