@@ -197,8 +197,8 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in ("hidden_size", "decoder_hidden_size"):
             if getattr(self, name) % 4 != 0:
                 raise ValueError(
-                    f"`{name}` ({getattr(self, name)}) must be a multiple of 4: the 2-D sin-cos position table gives a "
-                    "quarter of the width to each of sin and cos of each axis."
+                    f"{name}: expected a multiple of 4 (the 2-D sin-cos position table gives a quarter of the width "
+                    f"to each of sin and cos of each axis); found {getattr(self, name)}."
                 )
         for name in ("image_size", "patch_size", "num_channels", "reconstruction_size", "report_vocab_size",
                      "report_max_position_embeddings", "num_hidden_layers"):

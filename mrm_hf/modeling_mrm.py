@@ -571,7 +571,8 @@ class MRMForPreTraining(MRMPreTrainedModel):
 
     # `loss` is this batch's own. Exact gradient accumulation normalises each loss by its own count over the whole
     # accumulated batch (images for the image loss, labelled tokens for the report loss): a training loop's job,
-    # done by `mrm_hf.pretraining`; a plain Trainer divides this loss by the accumulation steps.
+    # done by `mrm_hf.training` (MRMPreTrainer, accumulate_gradients); a plain Trainer divides this loss by the
+    # accumulation steps.
     accepts_loss_kwargs = False
 
     def __init__(self, config: MRMConfig):

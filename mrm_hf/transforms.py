@@ -201,7 +201,7 @@ class _TrainingTransform:
     An image that cannot be read (corrupt, truncated, refused as hostile) is named with its sample index and, by
     `on_bad_image`, raised as a `RecordError` ("raise") or logged, counted in `skipped` and given as None
     `pixel_values` ("skip"), which `DataCollatorForMRM` leaves out of the batch. A `datasets` image column decodes
-    before the transform sees it, so cast it to `Image(decode=False)` (as `mrm_hf.pretraining.prepare` does) for
+    before the transform sees it, so cast it to `Image(decode=False)` (as the pre-training scripts do) for
     its failures to reach the transform."""
 
     def __init__(
