@@ -26,6 +26,7 @@ from mrm_hf.data import (
     load_training_csv,
     make_demo_records,
 )
+from mrm_hf.hub import write_model_card
 from mrm_hf.processing_mrm import encoder_image_processor
 from mrm_hf.tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
 from mrm_hf.transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform
@@ -33,6 +34,7 @@ from mrm_hf.utils import apply_config_overrides, check_choice
 
 
 logger = logging.getLogger(__name__)
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
 
 
 BASE_LEARNING_RATE = 1.5e-4
@@ -430,6 +432,12 @@ def figure_samples(records: DatasetDict, model, image_processor, count: int) -> 
 
 
 IMAGE_ONLY_CARD_TEXT = "none: image-only pre-training (MAE with high-resolution targets), no reports"
+
+
+def write_card(output_dir, model, model_args: ModelArguments, data_args: DataArguments, training_args, metrics: dict):
+    """README.md in `output_dir`: `model_cards/mrm_pretraining.md` filled with this run's settings and results."""
+    fields = model_card_fields(model, model_args, data_args, training_args)
+    return write_model_card(output_dir, MODEL_CARD_TEMPLATE, metrics=metrics, **fields)
 
 
 def model_card_fields(model, model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:

@@ -168,12 +168,13 @@ class ModelArguments:
 
     def __post_init__(self):
         if (self.model_name_or_path is None) == (self.model_type is None):
-            raise ValueError("Pass --model_name_or_path (fine-tune a checkpoint) or --model_type mrm (train a random "
-                             f"initialisation from scratch), one of them; found --model_name_or_path "
+            raise ValueError("--model_name_or_path or --model_type: expected exactly one (a checkpoint to fine-tune, or "
+                             "`mrm` to train a random initialisation from scratch); found --model_name_or_path "
                              f"{self.model_name_or_path} and --model_type {self.model_type}.")
         if self.model_name_or_path is not None and (self.config_name or self.config_overrides):
-            raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm); a checkpoint "
-                             f"given by --model_name_or_path ({self.model_name_or_path}) keeps its own config.")
+            raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm): expected them "
+                             "only without --model_name_or_path, whose checkpoint keeps its own config; found "
+                             f"--model_name_or_path {self.model_name_or_path}.")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"--layer_decay: expected a value in (0, 1]; found {self.layer_decay}.")
         if self.layer_decay is not None and self.linear_probe:

@@ -22,7 +22,7 @@ from transformers import set_seed
 
 from mrm_hf.checkpoints import resolve_checkpoint
 from mrm_hf.figures import save_reconstruction_figure
-from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.hub import check_hub_access
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.training import MRMPreTrainer, derive_schedule
 from mrm_hf.utils import setup_logging
@@ -33,14 +33,13 @@ from pretraining_setup import (
     load_model,
     load_records,
     load_tokenizer,
-    model_card_fields,
     parse_arguments,
     prepare,
+    write_card,
 )
 
 
 logger = logging.getLogger(__name__)
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,12 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,
         decay_tokens=training_args.decay_tokens,
         device_augmentation=device_augmentation(model, image_processor, data_args),
-        model_card=lambda folder: write_model_card(
-            folder,
-            MODEL_CARD_TEMPLATE,
+        model_card=lambda folder: write_card(
+            folder, model, model_args, data_args, training_args,
             metrics={k: v for k, v in results.items() if "loss" in k or k == "epoch"},
-            **model_card_fields(model, model_args, data_args, training_args),
-        ),
+        ),  # fmt: skip
     )
     train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     results.update(train_result.metrics)

@@ -27,7 +27,7 @@ from transformers import get_scheduler
 
 from mrm_hf.checkpoints import publish_checkpoint, reading_checkpoint, resolve_checkpoint, staging_folder
 from mrm_hf.figures import save_reconstruction_figure
-from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.hub import check_hub_access
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.report_filling import report_loss_by_image
 from mrm_hf.training import RunningMeans, accumulate_gradients, derive_schedule, parameter_groups
@@ -39,15 +39,14 @@ from pretraining_setup import (
     load_model,
     load_records,
     load_tokenizer,
-    model_card_fields,
     parse_arguments,
     prepare,
+    write_card,
 )
 
 
 logger = logging.getLogger(__name__)
 LOSSES = ("loss", "image_loss", "report_loss")
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "mrm_pretraining.md"
 
 
 def evaluate(model, loader, accelerator, seed: int) -> dict[str, float]:
@@ -196,9 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         samples = figure_samples(records, unwrapped, image_processor, data_args.num_figure_samples)
         save_reconstruction_figure(unwrapped, samples, image_processor, output_dir / "reconstruction.png")
         results = {**metrics, "train_steps": completed_steps}
-        write_model_card(
-            output_dir, MODEL_CARD_TEMPLATE, metrics=results, **model_card_fields(unwrapped, model_args, data_args, args)
-        )
+        write_card(output_dir, unwrapped, model_args, data_args, args, results)
         if args.push_to_hub:
             api = HfApi(token=args.hub_token)
             repo_id = api.create_repo(args.hub_model_id or output_dir.name, exist_ok=True).repo_id
