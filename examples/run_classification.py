@@ -168,8 +168,8 @@ class ModelArguments:
 
     def __post_init__(self):
         if (self.model_name_or_path is None) == (self.model_type is None):
-            raise ValueError("--model_name_or_path or --model_type: expected exactly one (a checkpoint to fine-tune, or "
-                             "`mrm` to train a random initialisation from scratch); found --model_name_or_path "
+            raise ValueError("--model_name_or_path (a checkpoint to fine-tune) or --model_type mrm (a random "
+                             "initialisation to train from scratch): expected exactly one; found --model_name_or_path "
                              f"{self.model_name_or_path} and --model_type {self.model_type}.")
         if self.model_name_or_path is not None and (self.config_name or self.config_overrides):
             raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm): expected them "
