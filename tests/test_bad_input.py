@@ -57,7 +57,7 @@ def test_full_check_refuses_a_jpeg_with_a_zero_filled_block(tmp_path):
     (tmp_path / "good.jpg").write_bytes(jpeg_bytes())
     rows = 'image_path,report_content\ngood.jpg,"left effusion"\nzeroed.jpg,"no acute"\n'
     (tmp_path / "training.csv").write_text(rows)
-    with pytest.raises(RecordError, match=r"zero-filled image .*zeroed.jpg"):
+    with pytest.raises(RecordError, match=r"expected a usable record; found .*zeroed.jpg \(zero-filled image\)"):
         load_training_csv(tmp_path / "training.csv", check_images="full", strict=True, cache_dir=tmp_path / "cache")
 
 
