@@ -163,7 +163,9 @@ def unwrap_state_dict(checkpoint: dict, source: str = "checkpoint") -> dict[str,
             break
     not_tensors = sorted(k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ConversionError(f"{source}: expected a state dict of tensors; found entries that are not tensors: {not_tensors}.")
+        raise ConversionError(
+            f"{source}: expected a state dict of tensors; found entries that are not tensors: {not_tensors}."
+        )
     if checkpoint and all(k.startswith("module.") for k in checkpoint):  # saved from DistributedDataParallel
         checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
     return dict(checkpoint)
@@ -217,7 +219,8 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], kind: str) -> dict[s
     converted, unplaced = _convert(state_dict, kind)
     if unplaced:
         raise ConversionError(
-            f"This {kind} checkpoint: expected keys that fit {MODEL_CLASSES[kind].__name__}; found {_unplaced(unplaced)}."
+            f"This {kind} checkpoint: expected keys that fit {MODEL_CLASSES[kind].__name__}; found "
+            f"{_unplaced(unplaced)}."
         )
     return converted
 
@@ -258,8 +261,8 @@ def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, 
         bias_keys = [k for k in (MLM + "bias", MLM + "decoder.bias") if k in state_dict]
         if len(bias_keys) == 2 and not torch.equal(state_dict[bias_keys[0]], state_dict[bias_keys[1]]):
             raise ConversionError(
-                f"`{bias_keys[0]}` and `{bias_keys[1]}`: expected one tensor, as in the published model; found two that "
-                "differ."
+                f"`{bias_keys[0]}` and `{bias_keys[1]}`: expected one tensor, as in the published model; found two "
+                "that differ."
             )
         if bias_keys:
             converted["report_branch.head.decoder.bias"] = state_dict[bias_keys[0]]
@@ -327,8 +330,8 @@ def config_from_state_dict(
             reconstruction_patch = round((prediction / channels) ** 0.5)
             if reconstruction_patch**2 * channels != prediction or reconstruction_patch % patch:
                 raise ConversionError(
-                    f"`decoder_pred.weight`: expected (k * {patch})^2 * {channels} values per patch for a whole k; found "
-                    f"{prediction}."
+                    f"`decoder_pred.weight`: expected (k * {patch})^2 * {channels} values per patch for a whole k; "
+                    f"found {prediction}."
                 )
             put(reconstruction_size=sizes["image_size"] * reconstruction_patch // patch)
         word_embeddings = shape(BERT + "embeddings.word_embeddings.weight")
@@ -407,8 +410,8 @@ def convert_checkpoint(
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise ConversionError(
-            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite to "
-            "replace its files."
+            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
+            "to replace its files."
         )
     state_dict = load_checkpoint(checkpoint)
     model = build_model(state_dict, kind, config)
@@ -485,8 +488,8 @@ def processing_for(model, tokenizer: str | Path | None = None):
         raise FileNotFoundError(f"--tokenizer {tokenizer}: expected a tokenizer file or folder; found nothing there.")
     if hasattr(model, "report_branch") and len(loaded) > model.config.report_vocab_size:
         raise ConversionError(
-            f"--tokenizer {tokenizer}: expected at most {model.config.report_vocab_size} tokens (the checkpoint's report "
-            f"vocabulary); found {len(loaded)}."
+            f"--tokenizer {tokenizer}: expected at most {model.config.report_vocab_size} tokens (the checkpoint's "
+            f"report vocabulary); found {len(loaded)}."
         )
     return processor_for_model(model, loaded, image_processor)
 

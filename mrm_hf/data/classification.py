@@ -568,8 +568,8 @@ def _read_label_csv(
     if label_columns is None and problem_type == "multi_label_classification":
         _check_default_label_columns(path, image_column, columns)
     if problem_type == "single_label_classification" and len(columns) != 1:
-        raise ValueError(f"{path}, single-label classification: expected one integer class column; found {len(columns)} "
-                         f"label columns {columns}. Pass `label_columns=[<the class column>]`.")
+        raise ValueError(f"{path}, single-label classification: expected one integer class column; found "
+                         f"{len(columns)} label columns {columns}. Pass `label_columns=[<the class column>]`.")
     if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
         raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
                          f"{columns}.")

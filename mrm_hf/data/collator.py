@@ -185,7 +185,8 @@ class DataCollatorForMRM:
             key = "text" if "text" in first else "report" if "report" in first else None
             if key is None:
                 raise KeyError(
-                    f"The example at position 0: expected `input_ids`, `text` or `report`; found the keys {sorted(first)}."
+                    f"The example at position 0: expected `input_ids`, `text` or `report`; found the keys "
+                    f"{sorted(first)}."
                 )
             for position, example in enumerate(examples):
                 if not isinstance(example.get(key), str):

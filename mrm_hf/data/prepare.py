@@ -205,7 +205,8 @@ def prepare_records(
         parts = [load_from_disk(str(folder / "records")) for folder in folders if (folder / "records").is_dir()]
         if not parts:
             raise ValueError(
-                f"The {name!r} split: expected at least one readable image; found none (the reasons are in {work / name})."
+                f"The {name!r} split: expected at least one readable image; found none (the reasons are in "
+                f"{work / name})."
             )
         prepared[name] = concatenate_datasets(parts)
     prepared.save_to_disk(str(output_dir))
