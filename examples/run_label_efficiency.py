@@ -372,7 +372,8 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
              "--output_dir"}
     clashing = sorted({a.split("=")[0] for a in passthrough} & owned)
     if clashing:
-        raise ValueError(f"The grid sets {clashing} for each run; found them after `--`: remove them there.")
+        raise ValueError(f"The grid sets {clashing} for each run: expected none of them after `--`; found them there. "
+                         "Remove them.")
     return args, passthrough
 
 

@@ -202,8 +202,9 @@ def parse_arguments(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, SegmentationTrainingArguments))
     if known.recipe is not None:
         if (known.recipe, known.label_fraction) not in RECIPES:
-            raise ValueError(f"No published {known.recipe} recipe for {known.label_fraction}% of the labels; the "
-                             f"published ones are {sorted(RECIPES)}.")
+            raise ValueError(f"--recipe {known.recipe} --label_fraction {known.label_fraction}: expected one of the "
+                             f"published recipes {sorted(RECIPES)}; found none for {known.label_fraction}% of the "
+                             "labels.")
         parser.set_defaults(**RECIPES[known.recipe, known.label_fraction])
     return parser.parse_args_into_dataclasses(args=argv)
 
@@ -224,11 +225,11 @@ def load_data(data_args: DataArguments, seed: int) -> DatasetDict:
             held_out = data["train"].train_test_split(fraction, seed=seed)
             data = DatasetDict({**data, "train": held_out["train"], split: held_out["test"]})
     if "validation" not in data:
-        raise ValueError(f"Model selection needs a validation split; found {sorted(data)}. Pass --validation_csv or "
-                         "--validation_fraction (e.g. 0.15).")
+        raise ValueError(f"Model selection: expected a validation split; found {sorted(data)}. Pass --validation_csv "
+                         "or --validation_fraction (e.g. 0.15).")
     empty = [split for split, rows in data.items() if len(rows) == 0]
     if empty:
-        raise ValueError(f"The splits {empty} have no image/mask pairs.")
+        raise ValueError(f"The splits: expected image/mask pairs in each; found none in {empty}.")
     return data
 
 

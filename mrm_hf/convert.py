@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a .pth/.pt/.bin/.safetensors checkpoint and return its tensor state dict, unwrapping `{"model": ...}`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}.")
+        raise FileNotFoundError(f"{path}: expected a checkpoint file; found no file there.")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -110,7 +110,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as error:
-            raise ConversionError(f"{path} is not a readable safetensors file: {error}.") from error
+            raise ConversionError(f"{path}: expected a readable safetensors file; found {error}.") from error
     # The published MRM.pth also holds its training `args`, an argparse.Namespace: a plain attribute bag that is
     # safe to allow. Any other object is refused by `weights_only=True`. Files in the legacy (pre-zip) format
     # cannot be memory-mapped, so they are read whole.
@@ -156,14 +156,16 @@ def _load_failure(path: Path, error: Exception) -> str:
 def unwrap_state_dict(checkpoint: dict, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The tensor state dict inside a training checkpoint (`model`, `state_dict` or `module` entry, or bare)."""
     if not isinstance(checkpoint, dict):
-        raise ConversionError(f"{source} holds a {type(checkpoint).__name__}, not a state dict.")
+        raise ConversionError(f"{source}: expected a state dict; found a {type(checkpoint).__name__}.")
     for key in ("model", "state_dict", "module"):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
     not_tensors = sorted(k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ConversionError(f"{source} is not a state dict of tensors; these entries are not tensors: {not_tensors}")
+        raise ConversionError(
+            f"{source}: expected a state dict of tensors; found entries that are not tensors: {not_tensors}."
+        )
     if checkpoint and all(k.startswith("module.") for k in checkpoint):  # saved from DistributedDataParallel
         checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
     return dict(checkpoint)
@@ -216,7 +218,10 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], kind: str) -> dict[s
     """Rename a published state dict to the HF model of `kind`. Raises ConversionError naming unplaceable keys."""
     converted, unplaced = _convert(state_dict, kind)
     if unplaced:
-        raise ConversionError(f"This {kind} checkpoint does not fit {MODEL_CLASSES[kind].__name__}: {_unplaced(unplaced)}")
+        raise ConversionError(
+            f"This {kind} checkpoint: expected keys that fit {MODEL_CLASSES[kind].__name__}; found "
+            f"{_unplaced(unplaced)}."
+        )
     return converted
 
 
@@ -256,7 +261,8 @@ def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, 
         bias_keys = [k for k in (MLM + "bias", MLM + "decoder.bias") if k in state_dict]
         if len(bias_keys) == 2 and not torch.equal(state_dict[bias_keys[0]], state_dict[bias_keys[1]]):
             raise ConversionError(
-                f"`{bias_keys[0]}` and `{bias_keys[1]}` differ; in the published model they are one tensor."
+                f"`{bias_keys[0]}` and `{bias_keys[1]}`: expected one tensor, as in the published model; found two "
+                "that differ."
             )
         if bias_keys:
             converted["report_branch.head.decoder.bias"] = state_dict[bias_keys[0]]
@@ -264,7 +270,11 @@ def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, 
         if POSITION_IDS_KEY in state_dict:
             position_ids = state_dict[POSITION_IDS_KEY]
             if not torch.equal(position_ids.flatten().long(), torch.arange(position_ids.numel())):
-                raise ConversionError(f"`{POSITION_IDS_KEY}` is not 0, 1, 2, ...: this is not a standard BERT.")
+                found = position_ids.flatten()[:6].tolist()
+                raise ConversionError(
+                    f"`{POSITION_IDS_KEY}`: expected 0, 1, 2, ... as in a standard BERT; found {found}"
+                    f"{' ...' if position_ids.numel() > 6 else ''}."
+                )
             used.add(POSITION_IDS_KEY)
         used.update(k for k in UNUSED_PUBLISHED_KEYS if k in state_dict)
 
@@ -320,8 +330,8 @@ def config_from_state_dict(
             reconstruction_patch = round((prediction / channels) ** 0.5)
             if reconstruction_patch**2 * channels != prediction or reconstruction_patch % patch:
                 raise ConversionError(
-                    f"`decoder_pred.weight` predicts {prediction} values per patch, which is not (k * {patch})^2 * "
-                    f"{channels} for a whole k."
+                    f"`decoder_pred.weight`: expected (k * {patch})^2 * {channels} values per patch for a whole k; "
+                    f"found {prediction}."
                 )
             put(reconstruction_size=sizes["image_size"] * reconstruction_patch // patch)
         word_embeddings = shape(BERT + "embeddings.word_embeddings.weight")
@@ -339,7 +349,9 @@ def config_from_state_dict(
     try:
         return MRMConfig(**sizes)
     except Exception as error:
-        raise ConversionError(f"The sizes read from this {kind} checkpoint make no valid MRMConfig: {error}") from error
+        raise ConversionError(
+            f"The sizes read from this {kind} checkpoint: expected ones that make a valid MRMConfig; found {error}"
+        ) from error
 
 
 def _optional_keys(kind: str) -> set[str]:
@@ -375,7 +387,10 @@ def build_model(state_dict: dict[str, torch.Tensor], kind: str | None = None, co
     if wrong_shape:
         problems.append(f"shape mismatches: {wrong_shape}")
     if problems:
-        raise ConversionError(f"This {kind} checkpoint does not fit {type(model).__name__}: " + "; ".join(problems))
+        raise ConversionError(
+            f"This {kind} checkpoint: expected keys and shapes that fit {type(model).__name__}; found "
+            + "; ".join(problems) + "."
+        )
 
     model.load_state_dict(converted, strict=False)
     return model.eval()
@@ -394,7 +409,10 @@ def convert_checkpoint(
     processor and, with `tokenizer`, the report tokenizer and the MRMProcessor."""
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ConversionError(f"{output_dir} exists and is not empty; pass --overwrite to replace its files.")
+        raise ConversionError(
+            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
+            "to replace its files."
+        )
     state_dict = load_checkpoint(checkpoint)
     model = build_model(state_dict, kind, config)
     nonfinite = sorted(k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all())
@@ -406,7 +424,9 @@ def convert_checkpoint(
     if label_names is not None:
         if not isinstance(model, MRMForImageClassification) or len(label_names) != model.config.num_labels:
             found = model.config.num_labels if isinstance(model, MRMForImageClassification) else "no classifier"
-            raise ConversionError(f"Got {len(label_names)} label names for a checkpoint with {found} outputs.")
+            raise ConversionError(
+                f"Label names: expected one per output of the checkpoint ({found} outputs); found {len(label_names)}."
+            )
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {name: i for i, name in enumerate(label_names)}
     processing = processing_for(model, tokenizer)
@@ -426,9 +446,9 @@ def read_config(path: str | Path) -> MRMConfig:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise ConversionError(f"--config {path} cannot be read: {error.strerror or error}.") from error
+        raise ConversionError(f"--config {path}: expected a readable file; found {error.strerror or error}.") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConversionError(f"--config {path} is not valid JSON: {error}.") from error
+        raise ConversionError(f"--config {path}: expected valid JSON; found {error}.") from error
     if not isinstance(values, dict):
         raise ConversionError(
             f"--config {path}: expected a JSON object of MRMConfig fields; found a {type(values).__name__}."
@@ -440,11 +460,13 @@ def read_config(path: str | Path) -> MRMConfig:
     if unknown:
         hints = [f"{key!r} (did you mean {match[0]!r}?)" if (match := difflib.get_close_matches(key, known, 1)) else repr(key)
                  for key in unknown]  # fmt: skip
-        raise ConversionError(f"--config {path} has key(s) that MRMConfig does not know: {', '.join(hints)}.")
+        raise ConversionError(
+            f"--config {path}: expected only keys that MRMConfig knows; found {', '.join(hints)}."
+        )
     try:
         return MRMConfig(**{k: v for k, v in values.items() if k not in ("model_type", "auto_map")})
     except Exception as error:
-        raise ConversionError(f"--config {path} does not make a valid MRMConfig: {error}") from error
+        raise ConversionError(f"--config {path}: expected values that make a valid MRMConfig; found {error}") from error
 
 
 def processing_for(model, tokenizer: str | Path | None = None):
@@ -463,10 +485,12 @@ def processing_for(model, tokenizer: str | Path | None = None):
     elif path.is_dir():
         loaded = AutoTokenizer.from_pretrained(path)
     else:
-        raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer file or folder there.")
+        raise FileNotFoundError(f"--tokenizer {tokenizer}: expected a tokenizer file or folder; found nothing there.")
     if hasattr(model, "report_branch") and len(loaded) > model.config.report_vocab_size:
-        raise ConversionError(f"--tokenizer {tokenizer} has {len(loaded)} tokens; the checkpoint's report vocabulary "
-                              f"only {model.config.report_vocab_size}.")
+        raise ConversionError(
+            f"--tokenizer {tokenizer}: expected at most {model.config.report_vocab_size} tokens (the checkpoint's "
+            f"report vocabulary); found {len(loaded)}."
+        )
     return processor_for_model(model, loaded, image_processor)
 
 

@@ -96,19 +96,21 @@ def _read_dicom(source, name: str) -> np.ndarray:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError as err:
-        raise ImportError(f"Reading the DICOM {name} needs pydicom: pip install mrm-hf[dicom]") from err
+        raise ImportError(
+            f"{name}: expected pydicom to read this DICOM; found it not installed. pip install mrm-hf[dicom]"
+        ) from err
 
     try:
         ds = pydicom.dcmread(source, force=True)
     except Exception as err:
-        raise OSError(f"cannot read the DICOM {name}: {err}") from err
+        raise OSError(f"{name}: expected a readable DICOM; found {err}") from err
     try:
         pixels = ds.pixel_array
     except Exception as err:
         syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
         compressed = syntax is not None and syntax.is_compressed
         hint = " (compressed DICOMs need pylibjpeg: pip install mrm-hf[dicom])" if compressed else ""
-        raise OSError(f"cannot decode the pixels of the DICOM {name}: {err}{hint}") from err
+        raise OSError(f"{name}: expected DICOM pixels that decode; found {err}{hint}") from err
 
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
@@ -168,12 +170,12 @@ def _read_file(source) -> "Image.Image | np.ndarray":
     try:
         image = Image.open(opened)
     except Exception as err:
-        raise OSError(f"cannot read the image {name}: {err}") from err
+        raise OSError(f"{name}: expected a readable image; found {err}") from err
     _check_shape(image.height, image.width, name)  # from the header, before decoding
     try:
         image.load()
     except Exception as err:
-        raise OSError(f"cannot read the image {name}: {err}") from err
+        raise OSError(f"{name}: expected a readable image; found {err}") from err
     return image
 
 
@@ -238,7 +240,7 @@ def _pil_to_gray(image: Image.Image, bits_stored: int | None = None) -> np.ndarr
     try:
         image.load()
     except Exception as err:
-        raise OSError(f"cannot read the image {name}: {err}") from err
+        raise OSError(f"{name}: expected a readable image; found {err}") from err
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         return _scale_sixteen_bit(np.asarray(image).astype(np.uint16), bits_stored, name)
@@ -359,7 +361,7 @@ def load_mask(source, name: str | None = None) -> np.ndarray:
             with Image.open(source) as image:
                 mask = np.asarray(image.convert("L") if image.mode in ("1", "P") else image)
         except FileNotFoundError:
-            raise FileNotFoundError(f"Mask file not found: {name}") from None
+            raise FileNotFoundError(f"{name}: expected a mask file; found no file there.") from None
     elif isinstance(source, Image.Image):
         mask = np.asarray(source.convert("L") if source.mode in ("1", "P") else source)
     else:
@@ -414,9 +416,9 @@ def _refuse_convert_rgb(value) -> None:
     """`do_convert_rgb` has nothing to switch here: every image becomes grayscale luminance on 3 channels."""
     if value is not None:
         raise ValueError(
-            "MRMImageProcessor always reads an image as grayscale luminance and repeats it on 3 channels (the "
-            "published Grayscale(3)), so colour never reaches the model and `do_convert_rgb` cannot change what it "
-            f"does; leave it unset. Found do_convert_rgb={value!r}."
+            f"MRMImageProcessor: expected `do_convert_rgb` unset; found do_convert_rgb={value!r}. It always reads an "
+            "image as grayscale luminance and repeats it on 3 channels (the published Grayscale(3)), so colour never "
+            "reaches the model and `do_convert_rgb` cannot change what it does."
         )
 
 

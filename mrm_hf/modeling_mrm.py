@@ -663,11 +663,14 @@ class MRMForPreTraining(MRMPreTrainedModel):
             )
         if input_ids is not None and self.report_branch is None:
             raise ValueError(
-                "This model pre-trains on images alone (use_report_branch=False): it takes no report; pass "
-                "pixel_values only."
+                "MRMForPreTraining input_ids: expected none, as this model pre-trains on images alone "
+                "(use_report_branch=False); found a report. Pass pixel_values only."
             )
         if labels is not None and input_ids is None:
-            raise ValueError("`labels` are report token ids to predict: pass the masked report as `input_ids` too.")
+            raise ValueError(
+                "MRMForPreTraining labels: expected them with the masked report as `input_ids` (they are report token "
+                "ids to predict); found no input_ids. Pass the masked report as `input_ids` too."
+            )
         if labels is not None and labels.shape != input_ids.shape:
             raise ValueError(
                 f"labels: expected the shape of input_ids, {tuple(input_ids.shape)}; found {tuple(labels.shape)}."

@@ -38,8 +38,8 @@ class MRMProcessor(ProcessorMixin):
         if images is None:
             if text is not None:
                 raise ValueError(
-                    "MRMProcessor got a report (`text`) without an image: MRM's report branch reads the image's "
-                    "global feature, so pass the record's `images` too."
+                    "MRMProcessor: expected an image with each report; found a report (`text`) without an image: "
+                    "MRM's report branch reads the image's global feature, so pass the record's `images` too."
                 )
             raise ValueError(
                 "MRMProcessor: expected `images` (and, for the pre-training model, the reports as `text`); "
@@ -49,8 +49,8 @@ class MRMProcessor(ProcessorMixin):
             return self.image_processor(images, return_tensors=return_tensors, **kwargs)
         if self.reconstruction_size is None:
             raise ValueError(
-                "This MRMProcessor has no `reconstruction_size`: it belongs to a model without a report branch, so it "
-                "takes `images` only."
+                "This MRMProcessor: expected `images` only, as it has no `reconstruction_size`: it belongs to a model "
+                "without a report branch; found reports (`text`) too."
             )
         reports = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(report, str) for report in reports):

@@ -113,12 +113,14 @@ class MRMReportFillMaskPipeline(Pipeline):
             raise ValueError(f"Expected an image and a report, or a dict with 'image' and 'report'; found {inputs!r:.80}.")
         report, mask = inputs["report"], self.processor.tokenizer.mask_token
         if mask not in report:
-            raise ValueError(f"The report has no {mask} token to fill: {report!r:.200}. Write {mask} where a word is "
-                             "to be predicted, e.g. 'no pleural [MASK].'")
+            raise ValueError(f"The report: expected at least one {mask}; found no {mask} token to fill: "
+                             f"{report!r:.200}. Write {mask} where a word is to be predicted, e.g. 'no pleural "
+                             "[MASK].'")
         model_inputs = self.processor(images=inputs["image"], text=report, return_tensors="pt")
         if not (model_inputs["input_ids"] == self.processor.tokenizer.mask_token_id).any():
-            raise ValueError(f"Every {mask} of the report lies beyond the report branch's "
-                             f"{model_inputs['input_ids'].shape[1]} positions; shorten the report.")
+            raise ValueError(f"The report's {mask} tokens: expected at least one within the report branch's "
+                             f"{model_inputs['input_ids'].shape[1]} positions; found every one beyond them. Shorten "
+                             "the report.")
         model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.dtype)
         return model_inputs
 

@@ -40,7 +40,9 @@ def timm_model_args(config: MRMConfig, num_classes: int) -> dict:
         problems.append(f"intermediate_size {config.intermediate_size} is not what timm's mlp_ratio gives for "
                         f"hidden_size {config.hidden_size}")
     if problems:
-        raise ConversionError("timm has no ViT architecture for this MRM layout: " + "; ".join(problems) + ".")
+        raise ConversionError(
+            "This MRM layout: expected one that timm's ViT can build; found " + "; ".join(problems) + "."
+        )
     return {
         "img_size": config.image_size,
         "patch_size": config.patch_size,
@@ -78,7 +80,10 @@ def to_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
         else:
             unplaced.append(key)
     if unplaced:
-        raise ConversionError(f"{len(unplaced)} key(s) have no place in timm's ViT: {unplaced}")
+        raise ConversionError(
+            f"This state dict: expected keys that timm's ViT has a place for; found {len(unplaced)} key(s) with no "
+            f"place in timm's ViT: {unplaced}."
+        )
     return converted
 
 
@@ -139,7 +144,10 @@ def export_to_timm(checkpoint: str | Path, output_dir: str | Path, overwrite: bo
 
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ConversionError(f"{output_dir} exists and is not empty; pass --overwrite to replace its files.")
+        raise ConversionError(
+            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
+            "to replace its files."
+        )
     model = load_encoder_or_classifier(checkpoint)
     config = model.config
     num_classes = config.num_labels if isinstance(model, MRMForImageClassification) else 0

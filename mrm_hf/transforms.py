@@ -91,7 +91,7 @@ def open_fast(image) -> Image.Image | None:
         try:
             image = Image.open(source)
         except Exception as err:
-            raise OSError(f"cannot read the image {name}: {err}") from err
+            raise OSError(f"{name}: expected a readable image; found {err}") from err
         fast = True
     else:
         return None
@@ -117,7 +117,7 @@ def _load_gray(image: Image.Image, action):
         return action(image if image.mode == "L" else image.convert("L"))
     except OSError as err:
         name = getattr(image, "filename", "") or "<bytes>"
-        raise OSError(f"cannot read the image {name}: {err}") from err
+        raise OSError(f"{name}: expected a readable image; found {err}") from err
 
 
 def draft_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int], resample) -> np.ndarray:
@@ -268,7 +268,7 @@ class _TrainingTransform:
                 results.append(read(image, position))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
                 where = _image_name(image) + ("" if index is None else f" (row {index})")
-                message = f"expected a readable radiograph; found {type(error).__name__}: {error}; in {where}"
+                message = f"{where}: expected a readable radiograph; found {type(error).__name__}: {error}"
                 if self.on_bad_image == "raise":
                     hint = " (on_bad_image='skip', the scripts' default without --strict, skips it)."
                     raise RecordError(message + hint) from error
@@ -410,7 +410,7 @@ def resampling_matrices(starts: torch.Tensor, ends: torch.Tensor, in_size: int, 
     kernel((j + 0.5 - center_i) / filterscale), center_i = start + (i + 0.5) * (end - start) / out_size,
     filterscale = max(that step, 1), and each row sums to 1."""
     if resample not in _KERNELS:
-        raise ValueError(f"on-device resizing supports bicubic and bilinear; found {Image.Resampling(resample).name}")
+        raise ValueError(f"On-device resizing: expected bicubic or bilinear; found {Image.Resampling(resample).name}")
     kernel, support = _KERNELS[resample]
     starts, ends = starts.double(), ends.double()
     step = (ends - starts) / out_size
@@ -450,7 +450,7 @@ class DeviceAugmentation:
         self.image_processor = image_processor
         self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation, generator=generator)
         if self.crop.resample not in _KERNELS:
-            raise ValueError(f"on-device resizing supports bicubic and bilinear; found {interpolation!r}")
+            raise ValueError(f"On-device resizing: expected bicubic or bilinear; found {interpolation!r}")
         self.hflip = hflip
 
     def draw(self, original_sizes, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

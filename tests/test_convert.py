@@ -171,11 +171,11 @@ def test_converter_names_shape_mismatches(tmp_path, capsys):
 def test_converter_refuses_inconsistent_published_quirks():
     state_dict = tiny_reference().state_dict()
     state_dict["bert_encoder.model.cls.predictions.decoder.bias"] = torch.ones(60)
-    with pytest.raises(ConversionError, match="differ; in the published model they are one tensor"):
+    with pytest.raises(ConversionError, match="expected one tensor, as in the published model; found two that differ"):
         convert_state_dict(state_dict, "pretraining")
     state_dict = tiny_reference().state_dict()
     state_dict["bert_encoder.model.bert.embeddings.position_ids"] = torch.arange(12).flip(0)[None]
-    with pytest.raises(ConversionError, match="is not 0, 1, 2"):
+    with pytest.raises(ConversionError, match=r"expected 0, 1, 2, \.\.\. as in a standard BERT; found \[11, 10,"):
         convert_state_dict(state_dict, "pretraining")
 
 
@@ -226,7 +226,7 @@ def test_converter_reports_unreadable_files_by_name_without_unsafe_advice(tmp_pa
         assert not (tmp_path / "out").exists()
     expected = {"notes.pth": "neither a torch.save archive nor a pickle (it starts with b'this is not a ch')",
                 "empty.pth": "the file is empty", "plain.pkl": "Unsupported operand",
-                "corrupt.safetensors": "is not a readable safetensors file"}  # fmt: skip
+                "corrupt.safetensors": "expected a readable safetensors file"}  # fmt: skip
     for name, text in expected.items():
         assert main(["--checkpoint", str(tmp_path / name), "--output-dir", str(tmp_path / "out")]) == 2
         assert text in capsys.readouterr().err, name
@@ -242,10 +242,10 @@ def test_converter_config_refuses_unknown_keys_and_bad_json_naming_the_file(tmp_
     values["num_attention_head"] = values.pop("num_attention_heads")  # misspelt: would silently build 12 heads
     cases = {
         "misspelt.json": (json.dumps(values), ["'num_attention_head' (did you mean 'num_attention_heads'?)"]),
-        "broken.json": ('{"hidden_size": 32,', ["is not valid JSON"]),
+        "broken.json": ('{"hidden_size": 32,', ["expected valid JSON"]),
         "list.json": ("[1, 2]", ["expected a JSON object", "found a list"]),
         "other.json": (json.dumps({"model_type": "vit"}), ["model_type 'vit'", "expected 'mrm'"]),
-        "invalid.json": (json.dumps({"hidden_size": 30, "num_attention_heads": 4}), ["does not make a valid MRMConfig"]),
+        "invalid.json": (json.dumps({"hidden_size": 30, "num_attention_heads": 4}), ["expected values that make a valid MRMConfig"]),
     }
     for name, (text, expected) in cases.items():
         (tmp_path / name).write_text(text)
@@ -286,7 +286,7 @@ def test_classifier_label_names_are_checked_and_stored(tmp_path, capsys):
     config = write_tiny_config(tmp_path / "tiny.json")
     args = ["--checkpoint", str(tmp_path / "cls.pth"), "--config", config]
     assert main([*args, "--output-dir", str(tmp_path / "bad"), "--label-names", "a,b,c"]) == 2
-    assert "Got 3 label names for a checkpoint with 2 outputs" in capsys.readouterr().err
+    assert "expected one per output of the checkpoint (2 outputs); found 3" in capsys.readouterr().err
     assert main([*args, "--output-dir", str(tmp_path / "good"), "--label-names", "COVID-19, other"]) == 0
     model = MRMForImageClassification.from_pretrained(tmp_path / "good")
     assert model.config.id2label == {0: "COVID-19", 1: "other"}
@@ -345,5 +345,5 @@ def test_converter_refuses_a_tokenizer_larger_than_the_report_vocabulary(tmp_pat
     make_published_checkpoint(tmp_path / "MRM.pth", tiny_reference(seed=6))
     code = main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "hf"),
                  "--config", write_tiny_config(tmp_path / "tiny.json"), "--tokenizer", str(tmp_path / "big")])
-    assert code == 2 and "report vocabulary only 60" in capsys.readouterr().err
+    assert code == 2 and "expected at most 60 tokens (the checkpoint's report vocabulary); found " in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()

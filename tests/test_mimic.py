@@ -158,14 +158,14 @@ def test_split_names_and_views(mimic_root, tmp_path):
     assert lateral["view"] == ["LATERAL"]
     with pytest.raises(ValueError, match="split: expected one of"):
         load_mimic_cxr(mimic_root, split="val", cache_dir=tmp_path)
-    with pytest.raises(RecordError, match="No usable records .* 0 candidates"):
+    with pytest.raises(RecordError, match="expected at least one usable record; found none of 0 candidates"):
         load_mimic_cxr(mimic_root, views=("SWIMMERS",), cache_dir=tmp_path)  # nothing left: an error, not an empty set
 
 
 def test_strict_mode_names_the_first_broken_record(mimic_root, tmp_path):
     dicom, subject, study = RECORDS[2][:3]
     record = f"dicom_id {dicom} \\(subject {subject}, study {study}\\)"
-    with pytest.raises(RecordError, match=f"{record}: missing image"):
+    with pytest.raises(RecordError, match=rf"{record}: expected a usable record; found .*\(missing image\)"):
         load_mimic_cxr(mimic_root, strict=True, cache_dir=tmp_path)
     with pytest.raises(RecordError, match=str(image_path(mimic_root, subject, study, dicom))):
         load_mimic_cxr(mimic_root, strict=True, cache_dir=tmp_path)

@@ -71,7 +71,7 @@ def test_a_layout_timm_cannot_build_is_refused_by_name(tmp_path, capsys):
     MRMModel(tiny_config(layer_norm_eps=1e-5, hidden_act="relu")).save_pretrained(tmp_path / "mrm")
     code = main(["--to", "timm", "--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "timm")])
     error = capsys.readouterr().err
-    assert code == 2 and "timm has no ViT architecture for this MRM layout" in error
+    assert code == 2 and "This MRM layout: expected one that timm's ViT can build" in error
     assert "layer_norm_eps is 1e-05" in error and "hidden_act is 'relu'" in error
     assert not (tmp_path / "timm").exists()
 

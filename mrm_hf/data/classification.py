@@ -341,7 +341,10 @@ def _chexpert_csv(data_dir: Path, name: str) -> Path:
     if not found:
         raise FileNotFoundError(f"Expected the official CheXpert {name} at one of {[str(p) for p in candidates]}.")
     if len(found) > 1:
-        raise ValueError(f"Found more than one CheXpert {name}: {[str(p) for p in found]}; point `data_dir` at one.")
+        raise ValueError(
+            f"CheXpert {name}: expected one under {data_dir}; found {len(found)}: {[str(p) for p in found]}. Point "
+            "`data_dir` at one."
+        )
     return found[0]
 
 
@@ -543,8 +546,8 @@ def _check_default_label_columns(path: Path, image_column: str, columns: list[st
     found = ", ".join(f"{c} ({value!r} on line {line})" for c, (line, value) in not_binary.items())
     fix = f"e.g. --label_columns {','.join(binary)}" if binary else "no column of this CSV holds only 0/1"
     raise ValueError(
-        f"{path}: with no label columns named, every column but {image_column!r} is read as a 0/1 label, but "
-        f"{len(not_binary)} hold other values: {found}. Name the label columns with --label_columns "
+        f"{path}: expected 0/1 in every column but {image_column!r}, as each is read as a label when no label columns "
+        f"are named; found other values in {len(not_binary)}: {found}. Name the label columns with --label_columns "
         f"(run_classification.py) or label_columns=[...] (load_csv): {fix}."
     )
 
@@ -565,8 +568,8 @@ def _read_label_csv(
     if label_columns is None and problem_type == "multi_label_classification":
         _check_default_label_columns(path, image_column, columns)
     if problem_type == "single_label_classification" and len(columns) != 1:
-        raise ValueError(f"Single-label classification needs one integer class column; found {len(columns)} label "
-                         f"columns {columns} in {path}. Pass `label_columns=[<the class column>]`.")
+        raise ValueError(f"{path}, single-label classification: expected one integer class column; found "
+                         f"{len(columns)} label columns {columns}. Pass `label_columns=[<the class column>]`.")
     if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
         raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
                          f"{columns}.")
@@ -631,8 +634,9 @@ def load_csv(
         raise ValueError(f"label_columns: expected distinct names; found {label_columns}.")
     if class_names is not None:
         if problem_type != "single_label_classification":
-            raise ValueError("`class_names` names the classes of single-label classification; multi-label classes "
-                             f"are named by `label_columns`. Found class_names={list(class_names)}.")
+            raise ValueError("class_names: expected only with single-label classification (multi-label classes are "
+                             f"named by `label_columns`); found class_names={list(class_names)} with problem_type "
+                             f"{problem_type!r}.")
         if num_labels is not None and len(class_names) != num_labels:
             raise ValueError(f"Expected {num_labels} class names (num_labels); found {len(class_names)}: "
                              f"{list(class_names)}.")

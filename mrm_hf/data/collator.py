@@ -184,7 +184,10 @@ class DataCollatorForMRM:
         if "input_ids" not in first:
             key = "text" if "text" in first else "report" if "report" in first else None
             if key is None:
-                raise KeyError(f"Each example needs `input_ids`, `text` or `report`; found keys {sorted(first)}.")
+                raise KeyError(
+                    f"The example at position 0: expected `input_ids`, `text` or `report`; found the keys "
+                    f"{sorted(first)}."
+                )
             for position, example in enumerate(examples):
                 if not isinstance(example.get(key), str):
                     raise TypeError(

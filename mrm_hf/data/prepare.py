@@ -113,8 +113,8 @@ def _check_options(work: Path, options: dict) -> None:
         found = json.loads(path.read_text())
         if found != options:
             raise ValueError(
-                f"{work} holds shards of a run with other options ({found}); this run has {options}. "
-                "Use another --output_dir, or delete that folder to start again."
+                f"{work}: expected shards of a run with this run's options ({options}); found shards of a run with "
+                f"other options ({found}). Use another --output_dir, or delete that folder to start again."
             )
     else:
         work.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,10 @@ def prepare_records(
             skipped += json.loads((folder / "skipped.json").read_text())
         parts = [load_from_disk(str(folder / "records")) for folder in folders if (folder / "records").is_dir()]
         if not parts:
-            raise ValueError(f"No image of the {name!r} split could be read; see the reasons in {work / name}.")
+            raise ValueError(
+                f"The {name!r} split: expected at least one readable image; found none (the reasons are in "
+                f"{work / name})."
+            )
         prepared[name] = concatenate_datasets(parts)
     prepared.save_to_disk(str(output_dir))
     counts = Counter(item["reason"] for item in skipped)

@@ -71,8 +71,9 @@ def rle_decode(rle: str, height: int, width: int, encoding: str = "relative", na
         position = position + start if encoding == "relative" else start - 1
         if position < 0 or position + length > mask.size:
             raise ValueError(
-                f"The RLE of {name} runs past the {width}x{height} image (pixel {position + length} of {mask.size}): "
-                "it was written for an image of another size (resized images need masks, not the original RLE)."
+                f"The RLE of {name}: expected runs inside the {width}x{height} image ({mask.size} pixels); found one "
+                f"ending at pixel {position + length}. It was written for an image of another size (resized images "
+                "need masks, not the original RLE)."
             )
         mask[position : position + length] = 1
         position += length
@@ -191,7 +192,7 @@ def load_siim(
     check_choice("SIIM-ACR label_fraction (percent; train_1.txt was deleted upstream)", label_fraction,
                  SIIM_LABEL_FRACTIONS)
     if (rle_csv is None) == (mask_dir is None):
-        raise ValueError("SIIM-ACR masks come from one place: pass rle_csv (train-rle.csv) or mask_dir (PNG masks); "
+        raise ValueError("SIIM-ACR masks: expected one source, rle_csv (train-rle.csv) or mask_dir (PNG masks); "
                          f"found rle_csv={rle_csv!r}, mask_dir={mask_dir!r}.")
     check_rle_encoding(rle_encoding)
     lists = _published_lists(_split_folder(split_dir, SIIM_FOLDER), label_fraction, list(splits))

@@ -48,12 +48,19 @@ class Skips:
     ):
         self.source, self.strict, self.error = str(source), strict, error
         self.what, self.kind, self.by_reason = what, kind, by_reason
+        self.item = what.removesuffix("s")  # one record, line or image
         self.skipped: list[tuple[str, str, str]] = []  # (place, reason, detail)
 
     def skip(self, place: str, reason: str, detail: str = "") -> None:
         """Leave out the record at `place` for `reason` (`detail`: its text or file); in strict mode, raise."""
         if self.strict:
-            raise self.error(f"{self.source}, {place}: {reason}" + (f" ({detail})" if detail else "") + ".")
+            if reason.startswith("expected") and ", found " in reason:  # "expected a name and 2 labels, found 3 fields"
+                found = reason.replace(", found ", "; found ", 1) + (f" ({detail})" if detail else "")
+            elif reason.startswith("expected"):  # "expected a patientId and a 0/1 Target"
+                found = reason + (f"; found {detail}" if detail else "")
+            else:  # a category ("missing image") or a short sentence ("label '11' is not 0 or 1")
+                found = f"expected a usable {self.item}; found " + (f"{detail} ({reason})" if detail else reason)
+            raise self.error(f"{self.source}, {place}: {found}.")
         self.skipped.append((place, reason, detail))
 
     def finish(self, total: int) -> None:
@@ -64,7 +71,10 @@ class Skips:
                   for place, reason, detail in self.skipped]
         if len(self.skipped) == total:
             shown = f": {_examples(places, '; ')}" if places else ""
-            raise self.error(f"No usable {self.what} in {self.source}: {total} candidates{by_reason}{shown}.")
+            raise self.error(
+                f"{self.source}: expected at least one usable {self.item}; found none of {total} candidates"
+                f"{by_reason}{shown}."
+            )
         if self.skipped:
             kind = f"{self.kind} " if self.kind else ""
             _warn(
@@ -82,8 +92,10 @@ def left_out(names: list[str], total: int, description: str, strict: bool, error
         return
     shown = ", ".join(names[:EXAMPLES]) + (", ..." if len(names) > EXAMPLES else "")
     message = f"{len(names)} of {total} {description} (e.g. {shown})"
-    if strict or len(names) == total:
-        raise error(message + (hint_if_all if not strict and hint_if_all else "."))
+    if strict:
+        raise error(f"Expected none left out (strict); found {message}.")
+    if len(names) == total:
+        raise error(f"Expected at least one usable; found {message}{hint_if_all or '.'}")
     _warn(f"{message}; they are left out. Pass strict=True to raise instead.", stacklevel=3)
 
 
