@@ -142,7 +142,7 @@ class DataArguments:
         default=False,
         metadata={
             "help": "DataLoader workers only decode images to --decode_size squares of uint8; the random crop, resize, "
-            "flip and normalisation run batched on the training device, with the same boxes as the CPU path."
+            "flip and normalisation run batched on the training device, with each sample's CPU-path box and flip."
         },
     )
     decode_size: int = field(default=512, metadata={"help": "Side of the decoded images under --augment_on_device."})
@@ -408,9 +408,12 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
     return records, collator
 
 
-def device_augmentation(model, image_processor, data_args: DataArguments) -> DeviceAugmentation | None:
+def device_augmentation(
+    model, image_processor, data_args: DataArguments, draws: SeededDraws | None = None
+) -> DeviceAugmentation | None:
     """Under --augment_on_device, the batched crop, resize, flip and normalisation that turn the collated
-    `decoded_images` into `pixel_values` on the training device; else None."""
+    `decoded_images` into `pixel_values` on the training device; else None. `draws`, the collator's, keys each
+    sample's crop and flip by (seed, epoch, sample) as the CPU path does (the collator's `set_epoch` moves both)."""
     if not data_args.augment_on_device:
         return None
     return DeviceAugmentation(
@@ -418,6 +421,7 @@ def device_augmentation(model, image_processor, data_args: DataArguments) -> Dev
         size=model.config.reconstruction_size,
         scale=(data_args.crop_min_scale, 1.0),
         hflip=data_args.hflip_probability,
+        seed=draws,
     )
 
 

@@ -23,8 +23,8 @@ and keeps its original size; `DeviceAugmentation` then draws the same boxes and 
 same generator (on the original size), and crops, resizes (PIL's filter taps, as dense matrices), flips and normalises
 the batch on its device.
 
-Seeding (`seed`, an int or a shared `SeededDraws`): each image's crop and flip come from a generator keyed by (seed,
-epoch, sample index) when the batch carries the `sample_index` column, so they change every epoch, differ between
+Seeding (`seed`, an int or a shared `SeededDraws`, on both paths): each image's crop and flip come from a generator
+keyed by (seed, epoch, sample index) when the batch carries the `sample_index` column, so they change every epoch, differ between
 samples (hence between DataLoader workers and processes) and are the same after a resume; see `mrm_hf.data.seeding`.
 Without a seed they come from torch's global generator.
 """
@@ -434,8 +434,10 @@ class DeviceAugmentation:
     with PIL's filter taps (as two batched matrix products), flipped, and normalised by the image processor.
 
     Call it on a batch holding `decoded_images` (N, S, S) uint8 and `original_sizes` (N, 2) (from `DecodeTransform`
-    and the collator); it returns the batch with `pixel_values` instead. Boxes are drawn with `generator` (the
-    call's, else the one given here, else torch's global RNG, which Trainer and Accelerate checkpoint)."""
+    and the collator); it returns the batch with `pixel_values` instead. Boxes are drawn with the call's `generator`,
+    else from `seed` (an int, or the `SeededDraws` the collator holds) keyed by the batch's `sample_index`: then each
+    sample gets the very box and flip the CPU path gives it in the same epoch, on any process and after a resume.
+    Without either, torch's global RNG draws."""
 
     def __init__(
         self,
@@ -445,25 +447,31 @@ class DeviceAugmentation:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         interpolation="bicubic",
         hflip: float = 0.5,
-        generator: torch.Generator | None = None,
+        seed: "int | SeededDraws | None" = None,
     ):
         self.image_processor = image_processor
-        self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation, generator=generator)
+        self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation)
         if self.crop.resample not in _KERNELS:
             raise ValueError(f"On-device resizing: expected bicubic or bilinear; found {interpolation!r}")
         self.hflip = hflip
+        self.draws = seed if isinstance(seed, SeededDraws) else SeededDraws(seed)
 
-    def draw(self, original_sizes, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 4) boxes (top, left, height, width) on the original sizes and (N,) flips, drawn as the CPU path does."""
-        generator = generator if generator is not None else self.crop.generator
+    def draw(self, original_sizes, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 4) boxes (top, left, height, width) on the original sizes and (N,) flips, drawn as the CPU path does,
+        from one generator for the batch or one per image (a list)."""
+        sizes = torch.as_tensor(original_sizes).tolist()
+        generators = generator if isinstance(generator, list) else [generator] * len(sizes)
         boxes, flips = [], []
-        for height, width in torch.as_tensor(original_sizes).tolist():
+        for (height, width), generator in zip(sizes, generators):
             boxes.append(self.crop.get_params(height, width, generator))
             flips.append(bool(torch.rand(1, generator=generator) < self.hflip))
         return torch.tensor(boxes, dtype=torch.long).reshape(-1, 4), torch.tensor(flips, dtype=torch.bool)
 
     def __call__(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         batch = dict(batch)
+        indices = batch.pop(SAMPLE_INDEX, None)
+        if generator is None:
+            generator = self.draws.for_samples(None if indices is None else indices.tolist(), "crop")
         for key in ("decoded_images", "original_sizes"):
             if key not in batch:
                 raise KeyError(f"expected {key!r} in the batch (from DecodeTransform); found the keys {sorted(batch)}")

@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 
 import mrm_hf.transforms as transforms_module
+from mrm_hf.data import SAMPLE_INDEX, SeededDraws
+from mrm_hf.data.collator import collate_images
 from mrm_hf.image_processing_mrm import MRM_STD, MRMImageProcessor
 from mrm_hf.transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform, draft_crop, open_fast
 
@@ -134,6 +136,29 @@ def test_on_device_augmentation_gives_the_cpu_paths_pixels(processor, radiograph
         output = device(batch, torch.Generator().manual_seed(seed))
         assert set(output) == {"pixel_values", "labels"}
         assert (output["pixel_values"] - expected).abs().max() < 1.5 * GRAY_LEVEL, seed
+
+
+def test_seeded_on_device_draws_are_each_samples_cpu_draws_in_its_epoch(processor, radiograph_jpeg):
+    """With the collator's SeededDraws, a sample's box and flip on the device are the CPU path's for its (seed, epoch,
+    sample index), whatever its place in the batch; the next epoch draws anew."""
+    draws = SeededDraws(7)
+    cpu = PretrainingTransform(processor, size=300, seed=draws)
+    device = DeviceAugmentation(processor, size=300, seed=draws)
+    indices, record = [4, 9, 2], {"bytes": radiograph_jpeg, "path": None}
+    decoded = DecodeTransform(size=512)({"image": [record] * 3, SAMPLE_INDEX: indices})
+    examples = [{key: values[i] for key, values in decoded.items()} for i in range(3)]
+    batch, reordered = collate_images(examples), collate_images(examples[::-1])
+    assert batch[SAMPLE_INDEX].tolist() == indices
+    outputs = []
+    for epoch in (0, 1):
+        draws.set_epoch(epoch)
+        expected = torch.stack(cpu({"image": [record] * 3, SAMPLE_INDEX: indices})["pixel_values"])
+        output = device(batch)
+        assert SAMPLE_INDEX not in output and set(output) == {"pixel_values"}
+        assert (output["pixel_values"] - expected).abs().max() < 1.5 * GRAY_LEVEL, epoch
+        assert torch.equal(device(reordered)["pixel_values"], output["pixel_values"].flip(0))
+        outputs.append(output["pixel_values"])
+    assert (outputs[0] - outputs[1]).abs().amax(dim=(1, 2, 3)).min() > 10 * GRAY_LEVEL  # every sample drew anew
 
 
 def test_decoding_a_large_jpeg_keeps_its_original_size(processor):

@@ -173,9 +173,8 @@ class DataCollatorForMRM:
                     "expected finite `pixel_values`; found NaN or infinite values in "
                     f"{_where(examples[position], position)}."
                 )
-        for key in ("decoded_images", "original_sizes"):  # --augment_on_device: augmented later, on the device
-            if key in examples[0]:
-                batch[key] = torch.stack([torch.as_tensor(e[key]) for e in examples])
+        if "decoded_images" in examples[0]:  # --augment_on_device: augmented later, on the device
+            batch.update(collate_images(examples))
         return batch
 
     def _encode(self, examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,9 +232,13 @@ def _where(example: dict, position: int) -> str:
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     """The batch of image-only pre-training: the stacked `pixel_values` (or, under --augment_on_device, the decoded
-    images and their sizes), nothing of the reports."""
+    images, their sizes and sample indices), nothing of the reports."""
     keys = [key for key in ("pixel_values", "decoded_images", "original_sizes") if key in examples[0]]
-    return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in keys}
+    batch = {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in keys}
+    if "decoded_images" in batch and all(SAMPLE_INDEX in example for example in examples):
+        # `DeviceAugmentation` keys each sample's crop and flip by it, as the CPU path does, and removes it.
+        batch[SAMPLE_INDEX] = torch.tensor([int(example[SAMPLE_INDEX]) for example in examples])
+    return batch
 
 
 class ImageCollator:
