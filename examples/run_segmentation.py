@@ -36,8 +36,14 @@ from datasets import DatasetDict
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from mrm_hf import MRMImageProcessor
-from mrm_hf.data.segmentation import RLE_ENCODINGS, SIIM_LABEL_FRACTIONS, load_segmentation_csv, load_siim
-from mrm_hf.hub import write_model_card
+from mrm_hf.data.segmentation import (
+    SIIM_LABEL_FRACTIONS,
+    check_rle_encoding,
+    check_siim_label_fraction,
+    load_segmentation_csv,
+    load_siim,
+)
+from mrm_hf.hub import check_hub_access, write_model_card
 from mrm_hf.metrics import load_metric
 from mrm_hf.segmentation import (
     PUBLISHED_AUXILIARY_CHANNELS,
@@ -161,11 +167,9 @@ class DataArguments:
         if self.dataset == "siim" and (self.rle_csv is None) == (self.mask_dir is None):
             raise ValueError("--dataset siim: expected the masks from one place, --rle_csv or --mask_dir; found "
                              f"{'both' if self.rle_csv else 'neither'}.")
-        if self.dataset == "siim" and self.label_fraction not in SIIM_LABEL_FRACTIONS:
-            raise ValueError(f"--label_fraction: expected one of {SIIM_LABEL_FRACTIONS} for SIIM-ACR; found "
-                             f"{self.label_fraction}.")
-        if self.rle_encoding not in RLE_ENCODINGS:
-            raise ValueError(f"--rle_encoding: expected one of {RLE_ENCODINGS}; found {self.rle_encoding!r}.")
+        if self.dataset == "siim":
+            check_siim_label_fraction(self.label_fraction)
+        check_rle_encoding(self.rle_encoding)
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"--{name}: expected a value in [0, 1); found {getattr(self, name)}.")
@@ -308,6 +312,7 @@ def card_results(metrics: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
     setup_logging(training_args.get_process_log_level())
+    check_hub_access(training_args)
 
     set_seed(training_args.seed)
     data = load_data(data_args, training_args.seed)

@@ -294,12 +294,16 @@ def test_push_to_hub_uploads_model_processor_tokenizer_code_and_card(script, tmp
     assert processor["image_processor"]["auto_map"]["AutoImageProcessor"] == "image_processing_mrm.MRMImageProcessor"
 
 
-@pytest.mark.parametrize("script", ["run_pretraining.py", "run_pretraining_no_trainer.py", "run_classification.py"])
+@pytest.mark.parametrize(
+    "script", ["run_pretraining.py", "run_pretraining_no_trainer.py", "run_classification.py", "run_segmentation.py"]
+)
 def test_push_to_hub_offline_stops_at_start_with_one_line(script, tmp_path):
     # Nothing is loaded or trained first: the same command without --push_to_hub would need --dataset's data.
     command = [sys.executable, str(EXAMPLES / script), "--output_dir", str(tmp_path / "out"), "--push_to_hub"]
     if script == "run_classification.py":  # neither the model nor the data exist: they are never reached
         command += ["--model_name_or_path", "no-such-model", "--dataset", "imagefolder", "--data_dir", "no-such-folder"]
+    if script == "run_segmentation.py":
+        command += ["--model_name_or_path", "no-such-model", "--dataset", "csv", "--train_csv", "no-such.csv"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -43,6 +43,12 @@ FEATURES = Features(
 # ---- run-length encoding ---------------------------------------------------------------------------------------------
 
 
+def check_siim_label_fraction(label_fraction: int) -> int:
+    """`label_fraction` if SIIM-ACR has a published training list for it, else a ValueError: the one check."""
+    return check_choice("SIIM-ACR label_fraction (percent; train_1.txt was deleted upstream)", label_fraction,
+                        SIIM_LABEL_FRACTIONS)
+
+
 def check_rle_encoding(encoding: str) -> str:
     """`encoding` if it is one of `RLE_ENCODINGS`, else a ValueError: the one check of the choice."""
     return check_choice("rle_encoding", encoding, RLE_ENCODINGS)
@@ -189,8 +195,7 @@ def load_siim(
 ) -> DatasetDict:
     """SIIM-ACR pneumothorax on the published MRM splits (`train_10.txt` or `train_list.txt`, `val_list.txt`,
     `test_list.txt`): images found below `data_dir` by id, masks from `rle_csv` or PNGs `<id>.png` below `mask_dir`."""
-    check_choice("SIIM-ACR label_fraction (percent; train_1.txt was deleted upstream)", label_fraction,
-                 SIIM_LABEL_FRACTIONS)
+    check_siim_label_fraction(label_fraction)
     if (rle_csv is None) == (mask_dir is None):
         raise ValueError("SIIM-ACR masks: expected one source, rle_csv (train-rle.csv) or mask_dir (PNG masks); "
                          f"found rle_csv={rle_csv!r}, mask_dir={mask_dir!r}.")
@@ -266,7 +271,10 @@ def load_segmentation_csv(
 
 
 __all__ = [
+    "RLE_ENCODINGS",
     "SIIM_LABEL_FRACTIONS",
+    "check_rle_encoding",
+    "check_siim_label_fraction",
     "load_segmentation_csv",
     "load_siim",
     "read_rle_csv",
