@@ -59,7 +59,8 @@ def resolve_checkpoint(
         ]
         if not found:
             raise FileNotFoundError(
-                f"--resume_from_checkpoint {resume}: expected a {prefix}N folder in {output_dir}; found none."
+                f"--resume_from_checkpoint {resume}: expected a {prefix}N folder in {output_dir}; found no "
+                f"{prefix}N folder."
             )
         skipped = []
         for _, folder in sorted(found, reverse=True):
