@@ -15,7 +15,6 @@ from mrm_hf.transforms import PretrainingTransform
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES))
 import run_pretraining  # noqa: E402
 
 

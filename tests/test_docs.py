@@ -24,7 +24,6 @@ from published_reference import PublishedMRM, published_classifier, randomize_
 README = REPO_ROOT / "README.md"
 EXAMPLES = REPO_ROOT / "examples"
 DOCSTRING_SOURCES = [*sorted(EXAMPLES.glob("*.py")), REPO_ROOT / "mrm_hf" / "convert.py"]
-sys.path.insert(0, str(EXAMPLES))
 
 
 def _join_lines(lines: list[str]) -> list[str]:

@@ -4,7 +4,6 @@ import csv
 import json
 import logging
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -12,11 +11,10 @@ import torch
 import transformers
 from sklearn.metrics import roc_auc_score
 
-from conftest import REPO_ROOT, shared_path, tiny_config
+from conftest import shared_path, tiny_config
 from mrm_hf import MRMForPreTraining
 
 
-sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_label_efficiency  # noqa: E402
 from run_classification import DataArguments, load_data  # noqa: E402
 

@@ -21,7 +21,6 @@ from mrm_hf.training import decay_parameter_names
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES))
 import run_pretraining  # noqa: E402
 import run_pretraining_no_trainer  # noqa: E402
 import pretraining_setup  # noqa: E402

@@ -116,10 +116,6 @@ def test_feature_extraction_pipeline_gives_the_encoders_features(kind, trained, 
 
 
 def test_fill_report_example_prints_the_implied_word(trained, tmp_path, capsys):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
     import fill_report as example
 
     word_images()[0].save(tmp_path / "dark.png")

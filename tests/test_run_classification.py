@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 from transformers import get_scheduler, pipeline
 
-from conftest import REPO_ROOT, run_without_mrm_hf, shared_path, tiny_config
+from conftest import run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
 from mrm_hf.convert import main as convert_main
 from mrm_hf.data import NIH_LABELS
@@ -24,7 +23,6 @@ from mrm_hf.training import ClassificationTrainer, layer_decay_parameter_groups
 from published_reference import published_classifier, randomize_
 
 
-sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_classification  # noqa: E402
 from run_classification import (  # noqa: E402
     PUBLISHED_OPTIMIZATION,

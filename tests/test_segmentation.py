@@ -2,7 +2,6 @@
 
 import csv
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -18,7 +17,7 @@ from transformers import (
     pipeline,
 )
 
-from conftest import REPO_ROOT, run_without_mrm_hf, shared_path, tiny_config
+from conftest import run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMBackbone, MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
 from mrm_hf.data.classification import read_split_list
 from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_rle_csv, rle_decode, rle_encode
@@ -27,7 +26,6 @@ from mrm_hf.segmentation import dice_loss, focal_loss, pack_masks, read_pair
 from mrm_hf.training import layer_decay_parameter_groups
 
 
-sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_segmentation  # noqa: E402
 
 

@@ -1,19 +1,17 @@
 """Image-only pre-training, the random-initialisation fine-tuning baseline, and two input errors that say the fix."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, shared_path
+from conftest import shared_path
 from test_pretraining_scripts import SCRIPTS, TINY
 
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
 from mrm_hf.data import NIH_LABELS
 
 
-sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_classification  # noqa: E402
 
 

@@ -69,6 +69,8 @@ CHEXPERT_PUBLISHED_UNCERTAIN = {"Atelectasis": 1.0, "Cardiomegaly": 0.0, "Consol
 UNCERTAIN_POLICIES = ("published", "ones", "zeros")
 UncertainPolicy = Literal["published", "ones", "zeros"]
 ProblemType = Literal["multi_label_classification", "single_label_classification"]
+MULTI_LABEL = "multi_label_classification"  # `labels` a list of 0/1 floats per image: BCE with logits
+SINGLE_LABEL = "single_label_classification"  # `labels` a ClassLabel: softmax cross-entropy
 
 SPLITS = ("train", "validation", "test")
 LABEL_FRACTIONS = {1: "train_1.txt", 10: "train_10.txt", 100: "train_list.txt"}
@@ -680,11 +682,6 @@ def load_csv(
 
 
 # ---- what a run does with the loaded splits --------------------------------------------------------------------------
-
-# The two problem types of MRMForImageClassification that the classification data gives.
-MULTI_LABEL = "multi_label_classification"  # `labels` a list of 0/1 floats per image: BCE with logits
-SINGLE_LABEL = "single_label_classification"  # `labels` a ClassLabel: softmax cross-entropy
-
 
 def problem_type_of(data: DatasetDict) -> str:
     """multi_label_classification for `labels` as a list of floats (BCE), single_label for a ClassLabel (softmax)."""
