@@ -188,7 +188,7 @@ def main(argv=None):
         return 0
 
     device = torch.device(args.device)
-    config = MRMConfig()
+    config = MRMConfig(sparse_prediction=True)  # as the pre-training scripts run it
     dataset = RandomRecords(config, args.batch_size * (args.warmup_steps + args.steps))
     print(
         f"MRM ViT-B/16 {config.reconstruction_size}->{config.image_size}, batch {args.batch_size}, {args.precision}, "

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)
     published = PublishedMRM().train()
-    config = MRMConfig()
+    config = MRMConfig(sparse_prediction=True)  # as the pre-training scripts run it
     ours = MRMForPreTraining(config).train()
     ours.load_state_dict(convert_state_dict(published.state_dict(), "pretraining"))
     batch = make_batch(config, args.batch_size)

@@ -331,6 +331,9 @@ def load_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase | 
     config = model.config
     if image_only:
         return model
+    # Training reads report_logits only through the loss: score the masked tokens alone (the saved config keeps it;
+    # pass sparse_prediction=False to from_pretrained for (batch, length, vocab) logits with labels).
+    config.sparse_prediction = True
     if len(tokenizer) > config.report_vocab_size:
         raise ValueError(
             f"The report tokenizer: expected at most {config.report_vocab_size} tokens (the model's report "

@@ -77,6 +77,11 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         report_type_vocab_size: token types of the report embeddings.
         report_layer_norm_eps: epsilon of the report LayerNorms.
         pad_token_id: id of [PAD] in the report vocabulary.
+        sparse_prediction: with `labels`, run the report head (a projection to the whole vocabulary) only on the
+            positions whose label is not -100, and return `report_logits` as (labelled positions, vocab), the rows
+            of `labels[labels != -100]` in order, as ModernBERT's `sparse_prediction`. The loss is the same; the
+            pre-training scripts turn it on, as it saves the head's work on the unmasked tokens. Off (the default),
+            `report_logits` is (batch, report length, vocab) as every transformers masked-LM head gives it.
 
     Losses:
         image_loss_weight: weight of the masked image modelling loss in `loss`.
@@ -130,6 +135,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     report_type_vocab_size: int = 2
     report_layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
+    sparse_prediction: bool = False
 
     image_loss_weight: float | int = 1.0
     report_loss_weight: float | int = 1.0

@@ -62,9 +62,9 @@ class MRMForPreTrainingOutput(ModelOutput):
         patches, so it is also the mean over samples of their own).
     report_loss: cross entropy over the report positions whose label is not -100.
     image_logits: (batch, num_patches, reconstruction_patch_size**2 * channels) the reconstructed patches.
-    report_logits: the report branch's token scores: (batch, report length, report vocab) without `labels`; with
-        them, (labelled positions, report vocab), the rows of `labels[labels != -100]` in order (the head, a
-        projection to the whole vocabulary, runs only where a label counts, as ModernBERT's sparse prediction).
+    report_logits: the report branch's token scores, (batch, report length, report vocab). With `labels` and
+        `config.sparse_prediction`, (labelled positions, report vocab) instead: the rows of `labels[labels != -100]`
+        in order (the head, a projection to the whole vocabulary, runs only where a label counts).
     mask: (batch, num_patches) 1 where a patch was masked.
     ids_restore: (batch, num_patches) the permutation that puts the shuffled patches back in place.
     """
@@ -686,13 +686,15 @@ class MRMForPreTraining(MRMPreTrainedModel):
         loss = self.config.image_loss_weight * image_loss
 
         report_logits = report_loss = None
-        labelled = None if labels is None else labels.to(latent.device) != -100
+        labels = None if labels is None else labels.to(latent.device)
+        # Sparse prediction scores the labelled positions alone; the loss is the same either way.
+        labelled = labels != -100 if labels is not None and self.config.sparse_prediction else None
         if input_ids is not None:
             report_logits = self.report_branch(
                 input_ids, self.fusion(latent), attention_mask, token_type_ids, positions=labelled
             )
         if labels is not None:
-            summed, count = self.report_loss(report_logits, labels.to(latent.device)[labelled])
+            summed, count = self.report_loss(report_logits, labels if labelled is None else labels[labelled])
             report_loss = summed / count.clamp(min=1)
             loss = loss + self.config.report_loss_weight * report_loss
 

@@ -77,8 +77,7 @@ def test_converted_pretraining_matches_the_published_computation(tmp_path):
         actual = model(pixel_values, input_ids=masked_ids, attention_mask=attention_mask, labels=ids, noise=noise)
     assert torch.equal(actual.mask, expected["mask"])
     assert_relative_close(actual.image_logits, expected["pred_img"], 1e-4)
-    # Every position is labelled (the published labels): one row of scores per position.
-    assert_relative_close(actual.report_logits, expected["report_logits"].flatten(0, 1), 1e-4)
+    assert_relative_close(actual.report_logits, expected["report_logits"], 1e-4)
     assert_relative_close(actual.image_loss, expected["loss_img"], 1e-4)
     assert_relative_close(actual.report_loss, expected["loss_report"], 1e-4)
 

@@ -86,7 +86,7 @@ def test_pretraining_forward_at_published_sizes():
     input_ids = torch.randint(4, 30000, (1, 100))
     out = model(pixel_values, input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=input_ids)
     assert out.image_logits.shape == (1, 196, 3072)
-    assert out.report_logits.shape == (100, 30000)  # with labels: one row per labelled position
+    assert out.report_logits.shape == (1, 100, 30000)  # (batch, length, vocab), as every masked-LM head
     assert out.mask.shape == (1, 196) and out.mask.sum() == 147
     assert torch.isfinite(out.loss) and torch.allclose(out.loss, out.image_loss + out.report_loss)
     # An untrained report head is close to uniform over 30000 tokens.
@@ -153,16 +153,22 @@ def test_encoder_input_is_the_published_bicubic_resize():
     assert torchvision is not None
 
 
-def test_report_loss_counts_exactly_the_labelled_positions():
-    model = MRMForPreTraining(tiny_config()).eval()
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_report_loss_counts_exactly_the_labelled_positions(sparse_prediction):
+    model = MRMForPreTraining(tiny_config(sparse_prediction=sparse_prediction)).eval()
     batch, original_ids = tiny_batch(model.config)
     noise = torch.rand(2, model.config.num_patches)
     out = model(**batch, noise=noise)
     unlabelled = model(**{k: v for k, v in batch.items() if k != "labels"}, noise=noise)
     labelled = batch["labels"] != -100
-    # With labels, the head scores the labelled positions only: the rows of labels[labels != -100].
-    assert out.report_logits.shape == (int(labelled.sum()), model.config.report_vocab_size)
-    torch.testing.assert_close(out.report_logits, unlabelled.report_logits[labelled])
+    assert unlabelled.report_logits.shape == (*batch["input_ids"].shape, model.config.report_vocab_size)
+    if sparse_prediction:
+        # The head scores the labelled positions only: the rows of labels[labels != -100].
+        assert out.report_logits.shape == (int(labelled.sum()), model.config.report_vocab_size)
+        torch.testing.assert_close(out.report_logits, unlabelled.report_logits[labelled])
+    else:
+        # Labels change the loss, never the logits' shape or values.
+        torch.testing.assert_close(out.report_logits, unlabelled.report_logits)
     expected = F.cross_entropy(unlabelled.report_logits[labelled], batch["labels"][labelled])
     torch.testing.assert_close(out.report_loss, expected)
 
@@ -196,7 +202,7 @@ def test_fusion_feeds_the_image_into_the_report_branch():
     encoder = model.image_encoder(model.downsample(batch["pixel_values"]), noise=noise)
     feature = model.fusion.projection(encoder.last_hidden_state[:, 1:].mean(1))
     logits = model.report_branch(batch["input_ids"], feature, batch["attention_mask"])
-    torch.testing.assert_close(logits[batch["labels"] != -100], out.report_logits)
+    torch.testing.assert_close(logits, out.report_logits)
 
 
 @pytest.mark.parametrize("model_class", [MRMModel, MRMForPreTraining])
