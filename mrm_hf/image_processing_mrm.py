@@ -35,7 +35,10 @@ from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
 from transformers.image_utils import ChannelDimension, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
+from transformers.utils import logging
 
+
+logger = logging.get_logger(__name__)
 
 MRM_MEAN = 0.4978
 MRM_STD = 0.2449
@@ -412,18 +415,22 @@ class MRMImageProcessorKwargs(ImagesKwargs, total=False):
     bits_stored: int | None
 
 
-def _refuse_convert_rgb(value) -> None:
-    """`do_convert_rgb` has nothing to switch here: every image becomes grayscale luminance on 3 channels."""
-    if value is not None:
-        raise ValueError(
-            f"MRMImageProcessor: expected `do_convert_rgb` unset; found do_convert_rgb={value!r}. It always reads an "
-            "image as grayscale luminance and repeats it on 3 channels (the published Grayscale(3)), so colour never "
-            "reaches the model and `do_convert_rgb` cannot change what it does."
+def _note_convert_rgb(value) -> None:
+    """`do_convert_rgb=False` cannot keep colour here: say so once rather than let it pass as if it did."""
+    if value is False:
+        logger.warning_once(
+            "MRMImageProcessor: do_convert_rgb=False is kept as set, but it changes nothing here: every image is read "
+            "as grayscale luminance and repeated on 3 channels (the published Grayscale(3)), the input the encoder "
+            "was trained on."
         )
 
 
 class MRMImageProcessor(PilBackend):
-    """Chest radiographs (any bit depth, colour mode, or DICOM) to normalised 3-channel `pixel_values`."""
+    """Chest radiographs (any bit depth, colour mode, or DICOM) to normalised 3-channel `pixel_values`.
+
+    `do_convert_rgb` is accepted and kept as transformers' image processors keep it, so that shared configs and
+    keywords load; for MRM, "to RGB" is always grayscale luminance on 3 identical channels, whatever its value.
+    """
 
     valid_kwargs = MRMImageProcessorKwargs
     model_input_names = ["pixel_values"]
@@ -442,9 +449,10 @@ class MRMImageProcessor(PilBackend):
     image_mean = [MRM_MEAN] * 3
     image_std = [MRM_STD] * 3
     bits_stored = None
+    do_convert_rgb = None
 
     def __init__(self, mode: str = "evaluation", **kwargs: Unpack[MRMImageProcessorKwargs]):
-        _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
+        _note_convert_rgb(kwargs.get("do_convert_rgb"))
         for key, value in _check_mode(mode).items():
             if kwargs.get(key) is None:
                 kwargs[key] = value
@@ -458,7 +466,7 @@ class MRMImageProcessor(PilBackend):
         segmentation_maps: one binary mask (0/1 or 0/255, the image's size) per image, returned as `labels`, resized
             and cropped as the images are but with nearest neighbour.
         """
-        _refuse_convert_rgb(kwargs.get("do_convert_rgb"))
+        _note_convert_rgb(kwargs.get("do_convert_rgb", self.do_convert_rgb))
         mode = kwargs.get("mode")
         if mode is not None and mode != self.mode:
             for key, value in _check_mode(mode).items():

@@ -1,6 +1,7 @@
 """Image-only pre-training, the random-initialisation fine-tuning baseline, and two input errors that say the fix."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -81,14 +82,20 @@ def test_csv_with_metadata_columns_says_to_pass_label_columns(tmp_path):
     assert "finding_labels_dataentry_v2020 ('No Finding'" in str(error.value) and "view ('" in str(error.value)
 
 
-def test_do_convert_rgb_is_refused_not_ignored():
+def test_do_convert_rgb_is_kept_and_false_says_it_changes_nothing(caplog):
+    # Kept as transformers' processors keep it; MRM's "RGB" is always grayscale luminance on 3 channels.
     image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image[..., 0] = 255  # pure red: its luminance, not its red channel, reaches the model
+    expected = MRMImageProcessor(do_normalize=False)(image, return_tensors="pt")["pixel_values"]
+    assert expected.shape == (1, 3, 224, 224) and torch.allclose(expected, torch.full_like(expected, 0.299), atol=3e-3)
     for value in (True, False):
-        with pytest.raises(ValueError, match=f"do_convert_rgb={value}"):
-            MRMImageProcessor(do_convert_rgb=value)
-        with pytest.raises(ValueError, match="grayscale luminance"):
-            MRMImageProcessor()(image, do_convert_rgb=value)
-    assert MRMImageProcessor()(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 224, 224)
+        processor = MRMImageProcessor.from_dict({"do_normalize": False}, do_convert_rgb=value)
+        assert processor.do_convert_rgb is value
+        torch.testing.assert_close(processor(image, return_tensors="pt")["pixel_values"], expected)
+    logging.Logger.warning_once.cache_clear()  # transformers' warning_once: said once per process
+    with caplog.at_level("WARNING"):
+        MRMImageProcessor()(image, do_convert_rgb=False)
+    assert "do_convert_rgb=False" in caplog.text and "grayscale luminance" in caplog.text
 
 
 def test_image_only_collator_keeps_decoded_images_and_drops_skipped_ones():
