@@ -16,7 +16,8 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
-        "transformers>=5,<6",
+        # The floor is the oldest release CI tests (.ci/run runs the tests on it and on the newest).
+        "transformers>=5.24,<6",
         "accelerate>=1.0",
         "datasets>=3.0",
         "evaluate>=0.4",
@@ -35,7 +36,7 @@ setup(
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
-            # transformers' common model tests (vendored in tests/transformers_common) are parameterized with it.
+            # transformers' common model tests (vendored per version in tests/transformers_common) are parameterized with it.
             "parameterized",
             "timm>=1.0",
             "torchvision",

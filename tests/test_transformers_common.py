@@ -1,7 +1,9 @@
 """transformers' own common tests (ModelTesterMixin, ConfigTester, ImageProcessingTestMixin) run against MRM.
 
-The mixins are the files of the transformers 5.24.0 sdist, vendored in `tests/transformers_common` (see its
-`__init__.py` for the licence, the stand-ins and how to refresh them). The testers follow transformers' ViT and
+The mixins are the files of the installed transformers' own sdist, vendored per version in
+`tests/transformers_common` (see its `__init__.py` for the licence, the stand-ins, which copy runs and how to vendor
+another release). Where none fits the installed transformers, this module skips with one reason naming both versions,
+and `.ci/run` fails on it. The testers follow transformers' ViT and
 ViTMAE testers: tiny configs, and a fixed `noise` wherever the model masks, so that two forward passes of the same
 inputs see the same patches.
 
@@ -23,9 +25,6 @@ Skips (pytest -rs lists them with the mixins' own reasons):
     equivalence test also reads images from the Hub; `test_new_models_require_torchvision_backend` (see its reason).
 - Upstream conditions that skip for ViT too: no `_valid_processor_keys`/signature filter on `preprocess`, and
   SizeDict/tuple (not dict/list) processor attributes.
-`test_training_gradient_checkpointing*` fail for MRMForImageClassification while the classifier holds the encoder's
-final LayerNorm, which gets no gradient (issue #12 item 1). They are left to run: with that fix (branch i12) merged,
-they pass.
 """
 
 import pickle
@@ -36,7 +35,9 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pytest
 import torch
+import transformers
 from conftest import run_without_mrm_hf
 from torch import nn
 from transformers.models.auto.modeling_auto import (
@@ -44,16 +45,30 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_PRETRAINING_MAPPING_NAMES,
     MODEL_MAPPING_NAMES,
 )
+from transformers.modeling_outputs import SemanticSegmenterOutput
+from transformers_common import UNAVAILABLE, CommonTestsUnavailable, vendored_folder
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
-from transformers_common.tests.test_configuration_common import ConfigTester
-from transformers.modeling_outputs import SemanticSegmenterOutput
-from transformers_common.tests.test_image_processing_common import (
-    ImageProcessingTester,
-    ImageProcessingTestMixin,
-    PostProcessSemanticSegmentationTestMixin,
-)
-from transformers_common.tests.test_modeling_common import ModelTesterMixin, floats_tensor, ids_tensor
+
+
+try:
+    COMMON_TESTS = vendored_folder()
+    from transformers_common.tests.test_configuration_common import ConfigTester
+    from transformers_common.tests.test_image_processing_common import (
+        ImageProcessingTester,
+        ImageProcessingTestMixin,
+        PostProcessSemanticSegmentationTestMixin,
+    )
+    from transformers_common.tests.test_modeling_common import ModelTesterMixin, floats_tensor, ids_tensor
+except CommonTestsUnavailable as unavailable:
+    pytest.skip(str(unavailable), allow_module_level=True)
+except ImportError as error:
+    pytest.skip(
+        f"{UNAVAILABLE}: transformers {transformers.__version__} is installed, and the copy vendored from "
+        f"transformers {COMMON_TESTS.name} fails to import under it ({error}). Vendor this version's with "
+        f"`python tests/transformers_common/refresh.py {transformers.__version__}`, or install {COMMON_TESTS.name}.",
+        allow_module_level=True,
+    )
 
 
 class MRMModelTester:
@@ -220,6 +235,26 @@ class MRMForPreTrainingTest(MRMModelTesterMixin, unittest.TestCase):
             inputs_dict["labels"] = labels
         return inputs_dict
 
+    def test_for_pretraining(self):
+        # As the testers of transformers' pre-training heads (BERT's create_and_check_for_pretraining): labels add a
+        # loss and leave the logits (batch, length, vocab); sparse_prediction alone gives the labelled rows.
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        inputs = self._prepare_for_class(inputs, MRMForPreTraining, return_labels=True)
+        tester = self.model_tester
+        patch_pixels = config.reconstruction_patch_size**2 * config.num_channels
+        for sparse_prediction in (False, True):
+            config.sparse_prediction = sparse_prediction
+            model = MRMForPreTraining(config).eval()
+            with torch.no_grad():
+                outputs = model(**inputs)
+            self.assertEqual(tuple(outputs.image_logits.shape), (tester.batch_size, tester.num_patches, patch_pixels))
+            self.assertEqual(outputs.loss.ndim, 0)
+            if sparse_prediction:
+                expected = (int((inputs["labels"] != -100).sum()), tester.report_vocab_size)
+            else:
+                expected = (tester.batch_size, tester.report_length, tester.report_vocab_size)
+            self.assertEqual(tuple(outputs.report_logits.shape), expected)
+
 
 class MRMImageProcessingTester(ImageProcessingTester):
     """Small sizes for MRMImageProcessor (evaluation mode: resize the short side, then center crop)."""
@@ -262,10 +297,8 @@ class MRMImageProcessingTest(ImageProcessingTestMixin, PostProcessSemanticSegmen
         rgb = image_processor([image[..., :3] for image in images], return_tensors="pt").pixel_values
         torch.testing.assert_close(pixel_values, rgb)
 
-    def test_image_processor_from_dict_with_kwargs_has_attributes(self):
-        # The common test's sample keyword is `do_convert_rgb`, which cannot change what MRM's processor does (every
-        # image becomes grayscale on 3 channels) and which it refuses (issue #12 item 6). The same check, on keywords
-        # MRM's processor takes:
+    def test_image_processor_from_dict_with_mrm_kwargs_has_attributes(self):
+        # The common test checks `do_convert_rgb`; the same check on the keywords that are MRM's own.
         for kwargs in ({"do_center_crop": False}, {"do_normalize": False, "resample": 3}, {"mode": "pretraining"}):
             image_processor = MRMImageProcessor.from_dict(self.image_processor_dict, **kwargs)
             self._assert_has_attributes(image_processor, kwargs)

@@ -1,24 +1,61 @@
-"""transformers' own common test mixins, vendored from the transformers 5.24.0 source distribution.
+"""transformers' own common test mixins, vendored per transformers version, and the one that fits the installed one.
 
-`tests/test_modeling_common.py`, `tests/test_configuration_common.py` and `tests/test_image_processing_common.py`
-are byte-for-byte the files of `transformers-5.24.0.tar.gz` (Apache-2.0, see LICENSE here). The sdist ships only these
-top-level test files, not the test tree they import from; the few names they import from it are small stand-ins
-written for mrm-hf, each saying what it replaces:
+Each folder named for a transformers release (`5.24.0/`, `5.25.0/`, ...) holds `test_modeling_common.py`,
+`test_configuration_common.py` and `test_image_processing_common.py` byte for byte as that release's source
+distribution ships them (Apache-2.0, see LICENSE here). The sdists ship only these top-level test files, not the test
+tree they import from; the few names they import from it are small stand-ins written for mrm-hf, shared by every
+version, each saying what it replaces:
 - `tests/exporters/test_export.py` (`ExportTesterMixin`): a torch.export round trip of each model class;
 - `tests/generation/test_utils.py` (`GenerationTesterMixin`): a marker class (MRM models do not generate);
 - `tests/utils/test_configuration_utils.py` (`config_common_kwargs`): the common `PreTrainedConfig` arguments;
 - `utils/fetch_hub_objects_for_ci.py` (`url_to_local_path`): skips the test, as its images are on the Hub.
-The layout mirrors transformers' repository so that the vendored files' own imports resolve unchanged.
+`tests/__init__.py` puts the chosen version's folder on the `transformers_common.tests` package's path, so that the
+vendored files' own imports (`from .generation.test_utils import ...`) resolve unchanged.
 
-These copies are what our suite runs, whatever transformers is installed; `tests/test_transformers_common.py` runs
-them against MRM. To refresh them for another transformers version:
+The copy that runs is the installed transformers' own version, or else the newest vendored patch release of the same
+minor version at or below it (patch releases do not change the common tests' imports). Where there is none, or it
+fails to import, `tests/test_transformers_common.py` skips with one reason that starts with `UNAVAILABLE` and names
+both versions, and `.ci/run` fails on that reason: the standard our models pass can never vanish silently.
 
-    pip download --no-binary :all: --no-deps transformers==X.Y.Z -d /tmp/tf && tar xzf /tmp/tf/transformers-X.Y.Z.tar.gz -C /tmp/tf
-    cp /tmp/tf/transformers-X.Y.Z/tests/test_{modeling,configuration,image_processing}_common.py tests/transformers_common/tests/
-    cp /tmp/tf/transformers-X.Y.Z/LICENSE tests/transformers_common/LICENSE
+To vendor another transformers release (the files come from its sdist on the package registry):
 
-then update `VENDORED_TRANSFORMERS_VERSION` below and `transformers` in setup.py, add any name the new files import
-from the transformers test tree as a stand-in, and rerun `tests/test_transformers_common.py`.
+    python tests/transformers_common/refresh.py 5.26.0
+
+then run `python -m pytest tests/test_transformers_common.py` with that version installed, add a stand-in for any new
+name the files import from transformers' test tree, and let `.ci/run` check both ends of setup.py's range.
 """
 
-VENDORED_TRANSFORMERS_VERSION = "5.24.0"
+from pathlib import Path
+
+import transformers
+from packaging.version import Version
+
+
+HERE = Path(__file__).resolve().parent
+UNAVAILABLE = "transformers' common tests cannot run"
+
+
+class CommonTestsUnavailable(Exception):
+    """No vendored copy of the common tests fits the installed transformers."""
+
+
+def vendored_versions() -> list[Version]:
+    """The transformers releases whose common tests are vendored here, oldest first."""
+    return sorted(Version(folder.name) for folder in HERE.iterdir() if (folder / "test_modeling_common.py").is_file())
+
+
+def vendored_folder(installed: str = transformers.__version__) -> Path:
+    """The folder of common tests for `installed`: its own, or the newest earlier patch release of its minor version."""
+    installed_version = Version(installed)
+    fitting = [
+        version
+        for version in vendored_versions()
+        if version.release[:2] == installed_version.release[:2] and version <= installed_version
+    ]
+    if not fitting:
+        raise CommonTestsUnavailable(
+            f"{UNAVAILABLE}: transformers {installed} is installed, and mrm-hf vendors them for "
+            f"{', '.join(map(str, vendored_versions()))} only. Vendor this version's with "
+            f"`python tests/transformers_common/refresh.py {installed_version.base_version}`, or install one of those."
+        )
+    return HERE / str(fitting[-1])

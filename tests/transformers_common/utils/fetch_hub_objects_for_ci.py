@@ -1,4 +1,4 @@
-# Stand-in for transformers' utils/fetch_hub_objects_for_ci.py, which the 5.24.0 sdist does not ship (see
+# Stand-in for transformers' utils/fetch_hub_objects_for_ci.py, which transformers' sdists do not ship (see
 # ../__init__.py). In transformers' CI it maps a Hub URL to a copy downloaded before the tests run; mrm-hf's tests
 # never reach the Hub, so a test that needs one of those files is skipped, saying which.
 import unittest

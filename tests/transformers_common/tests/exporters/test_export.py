@@ -1,4 +1,4 @@
-# Stand-in for transformers' tests/exporters/test_export.py, which the 5.24.0 sdist does not ship (see
+# Stand-in for transformers' tests/exporters/test_export.py, which transformers' sdists do not ship (see
 # ../../__init__.py). `ModelTesterMixin` inherits `ExportTesterMixin` and sets `test_torch_exportable`; this version
 # checks what that flag promises: each model class exports with torch.export and the exported program gives the
 # eager model's outputs.

@@ -1,4 +1,4 @@
-# Stand-in for transformers' tests/generation/test_utils.py, which the 5.24.0 sdist does not ship (see ../../__init__.py).
+# Stand-in for transformers' tests/generation/test_utils.py, which transformers' sdists do not ship (see ../../__init__.py).
 # test_modeling_common.py imports `GenerationTesterMixin` only to check that testers of models that cannot
 # generate do not inherit it, so the marker class is all it needs; MRM's models do not generate.
 

@@ -1,8 +1,8 @@
-# Stand-in for transformers' tests/utils/test_configuration_utils.py, which the 5.24.0 sdist does not ship (see
+# Stand-in for transformers' tests/utils/test_configuration_utils.py, which transformers' sdists do not ship (see
 # ../../__init__.py). test_configuration_common.py's `check_config_arguments_init` builds a config from these
 # arguments and checks that each is kept: every value differs from `PreTrainedConfig`'s default, so a config that
-# drops one fails. They are the fields transformers 5.24's `PreTrainedConfig` dataclass declares, plus
-# `output_attentions`, which it keeps as a property.
+# drops one fails. They are the fields transformers 5's `PreTrainedConfig` dataclass declares (5.24 and 5.25
+# alike), plus `output_attentions`, which it keeps as a property.
 
 config_common_kwargs = {
     "return_dict": False,
