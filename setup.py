@@ -52,6 +52,7 @@ setup(
             "captum>=0.7",
         ],
     },
+    entry_points={"console_scripts": ["mrm-hf-predict=mrm_hf.predict:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",
