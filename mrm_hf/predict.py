@@ -23,6 +23,7 @@ import glob
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -287,7 +288,7 @@ def main(argv=None) -> dict:
         RadiographFiles(todo, image_processor, thumbnails=segmenter), batch_size=args.batch_size,
         num_workers=args.num_workers, collate_fn=_collate, worker_init_fn=_worker_init if args.num_workers else None,
     )
-    scored = 0
+    scored, started = 0, time.perf_counter()
     new_file = not predictions.exists()
     with open(predictions, "a", newline="", encoding="utf-8") as file, \
             tqdm(total=len(todo), unit="image", desc="Scoring", dynamic_ncols=True) as progress:
@@ -319,7 +320,7 @@ def main(argv=None) -> dict:
         writer.writerow(["path", "reason"])
         writer.writerows(failures)
     summary = {"scored": scored, "skipped": len(paths) - len(todo), "failed": len(failures),
-               "predictions": str(predictions)}
+               "predictions": str(predictions), "seconds": time.perf_counter() - started}
     print(f"Scored {scored} image(s); skipped {summary['skipped']} already in {predictions}; "
           f"{len(failures)} could not be read" + (f" (listed in {output_dir / FAILURES}):" if failures else "."))
     for path, reason in failures:
