@@ -120,6 +120,9 @@ def _read_dicom(source, name: str) -> np.ndarray:
             ds = pydicom.dcmread(source, force=True)
         except Exception as err:
             raise OSError(f"{name}: expected a readable DICOM; found {err}") from err
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise OSError(f"{name}: expected DICOM pixel data; found none (a truncated file, or a DICOM that holds no "
+                      "image)")
     try:
         pixels = ds.pixel_array
     except Exception as err:

@@ -24,6 +24,7 @@ import hashlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,15 @@ class RadiographFiles(Dataset):
     def __getitem__(self, index):
         path = self.paths[index]
         item = {"path": path, "fields": dict.fromkeys(DICOM_FIELDS, "")}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._read(path, item)
+        if "error" not in item:  # a failed file's warnings are the failure's, told by its reason
+            for warning in caught:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return item
+
+    def _read(self, path: str, item: dict) -> None:
         try:
             source = path
             if _is_dicom(path):
@@ -172,7 +182,6 @@ class RadiographFiles(Dataset):
         except Exception as err:  # noqa: BLE001 - any unreadable file is reported, never fatal
             # The readers name the file; the report names it once.
             item["error"] = f"{type(err).__name__}: {str(err).replace(f'{path}: ', '')}".strip()
-        return item
 
 
 def _collate(items: list[dict]) -> list[dict]:
