@@ -33,6 +33,8 @@ setup(
         "dicom": ["pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"],
         # The label-efficiency grid's figure (examples/run_label_efficiency.py).
         "plot": ["matplotlib"],
+        # Why-figures of classifiers (mrm_hf.explain, `python -m mrm_hf.predict --explain`).
+        "explain": ["captum>=0.7", "matplotlib"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
@@ -47,8 +49,10 @@ setup(
             "pylibjpeg>=2.0",
             "pylibjpeg-libjpeg",
             "pylibjpeg-openjpeg",
+            "captum>=0.7",
         ],
     },
+    entry_points={"console_scripts": ["mrm-hf-predict=mrm_hf.predict:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

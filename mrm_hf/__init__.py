@@ -14,6 +14,7 @@ from .modeling_mrm import (
     MRMModel,
     MRMPreTrainedModel,
 )
+from .pipelines import use_radiograph_pipelines
 from .processing_mrm import MRMProcessor
 from .report_filling import fill_report
 from .tokenization_mrm import load_published_tokenizer, train_report_tokenizer
@@ -38,6 +39,9 @@ AutoProcessor.register(MRMConfig, MRMProcessor, exist_ok=True)
 # processor anyway, so there is nothing to say.
 if is_torchvision_available():
     AutoVideoProcessor.register(MRMConfig, video_processor_classes={}, exist_ok=True)
+# The image pipelines read what MRMImageProcessor reads (DICOM, 16-bit files, arrays) for MRM models, and are the
+# stock ones for every other model (mrm_hf.pipelines).
+use_radiograph_pipelines()
 
 __all__ = [
     "MRMConfig",

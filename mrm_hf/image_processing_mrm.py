@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
@@ -93,8 +93,18 @@ def _is_dicom(path: str) -> bool:
     return header[128:132] == b"DICM"
 
 
+def _is_dicom_dataset(source) -> bool:
+    """Whether `source` is a pydicom `Dataset` (read with `pydicom.dcmread`), without importing pydicom."""
+    return any(cls.__module__.startswith("pydicom") and cls.__name__ == "Dataset" for cls in type(source).__mro__)
+
+
+def _dicom_name(ds) -> str:
+    return str(getattr(ds, "filename", None) or "<pydicom dataset>")
+
+
 def _read_dicom(source, name: str) -> np.ndarray:
-    """A single-frame DICOM as one float32 channel in [0, 1], windowed, with bone bright."""
+    """A single-frame DICOM (a path, a file object or a pydicom Dataset) as one float32 channel in [0, 1], windowed,
+    with bone bright."""
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -103,10 +113,16 @@ def _read_dicom(source, name: str) -> np.ndarray:
             f"{name}: expected pydicom to read this DICOM; found it not installed. pip install mrm-hf[dicom]"
         ) from err
 
-    try:
-        ds = pydicom.dcmread(source, force=True)
-    except Exception as err:
-        raise OSError(f"{name}: expected a readable DICOM; found {err}") from err
+    if _is_dicom_dataset(source):
+        ds = source
+    else:
+        try:
+            ds = pydicom.dcmread(source, force=True)
+        except Exception as err:
+            raise OSError(f"{name}: expected a readable DICOM; found {err}") from err
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise OSError(f"{name}: expected DICOM pixel data; found none (a truncated file, or a DICOM that holds no "
+                      "image)")
     try:
         pixels = ds.pixel_array
     except Exception as err:
@@ -153,7 +169,10 @@ def _dicom_window_range(ds, apply_voi_lut) -> tuple:
 
 
 def _read_file(source) -> "Image.Image | np.ndarray":
-    """A path, bytes, or a datasets `{"bytes", "path"}` dict as a loaded PIL image, or a DICOM as a float array."""
+    """A path, bytes, a datasets `{"bytes", "path"}` dict or a pydicom Dataset as a loaded PIL image, or a DICOM as a
+    float array."""
+    if _is_dicom_dataset(source):
+        return _read_dicom(source, _dicom_name(source))
     if isinstance(source, dict):
         name = source.get("path") or "<bytes>"
         source = source["bytes"] if source.get("bytes") is not None else source.get("path")
@@ -300,7 +319,7 @@ def _array_to_gray(
 def to_grayscale(image, input_data_format=None, bits_stored: int | None = None) -> np.ndarray:
     """Any supported radiograph input as an (H, W) float32 array in [0, 1]; `bits_stored` is the depth of 16-bit data
     that stores fewer bits (12 for most detectors' PNGs), as DICOM's BitsStored says it."""
-    if isinstance(image, (str, os.PathLike, bytes, dict)):
+    if isinstance(image, (str, os.PathLike, bytes, dict)) or _is_dicom_dataset(image):
         image = _read_file(image)
     if isinstance(image, Image.Image):
         return _pil_to_gray(image, bits_stored)
@@ -314,12 +333,14 @@ def to_grayscale(image, input_data_format=None, bits_stored: int | None = None) 
         )
     if isinstance(image, np.ndarray):
         return _array_to_gray(image, input_data_format, bits_stored=bits_stored)
-    raise TypeError(f"expected a PIL image, numpy array, torch tensor, path, bytes or image dict; found {type(image)}")
+    raise TypeError(f"expected a PIL image, numpy array, torch tensor, path, bytes, image dict or pydicom Dataset; found "
+                    f"{type(image)}")
 
 
 def load_radiograph(source, bits_stored: int | None = None) -> Image.Image:
     """A radiograph as a grayscale PIL image: mode "L" from 8-bit sources, "I;16" (0..65535 is [0, 1]) otherwise."""
-    image = _read_file(source) if isinstance(source, (str, os.PathLike, bytes, dict)) else source
+    readable = isinstance(source, (str, os.PathLike, bytes, dict)) or _is_dicom_dataset(source)
+    image = _read_file(source) if readable else source
     gray = to_grayscale(image, bits_stored=bits_stored)
     eight_bit = (isinstance(image, Image.Image) and image.mode in _EIGHT_BIT_MODES) or (
         isinstance(image, (np.ndarray, torch.Tensor)) and str(image.dtype).split(".")[-1] in ("uint8", "bool")
@@ -526,10 +547,11 @@ class MRMImageProcessor(PilBackend):
         return results
 
     def fetch_images(self, image_url_or_urls):
-        """Paths, bytes and datasets image dicts as PIL images (DICOM included); images pass through."""
+        """Paths, bytes, datasets image dicts and pydicom Datasets as PIL images (DICOM included); images pass
+        through."""
         if isinstance(image_url_or_urls, (list, tuple)):
             return [self.fetch_images(item) for item in image_url_or_urls]
-        if isinstance(image_url_or_urls, (str, os.PathLike, bytes, dict)):
+        if isinstance(image_url_or_urls, (str, os.PathLike, bytes, dict)) or _is_dicom_dataset(image_url_or_urls):
             if self.bits_stored is not None:  # raw values, scaled once by `convert_to_grayscale`
                 return _read_file(image_url_or_urls)
             return load_radiograph(image_url_or_urls)
@@ -617,6 +639,25 @@ class MRMImageProcessor(PilBackend):
             torch.sub(values, float(np.float32(mean)), out=output[:, channel]).div_(float(np.float32(std)))
         return output
 
+
+def _refuse_dicom_in_pil(fp, filename=None):
+    """PIL cannot read DICOM, and transformers' stock image pipelines open paths with PIL (`load_image`) before any
+    image processor sees them: say what reads the file rather than "cannot identify image file". Files that are not
+    DICOM go on to PIL's other readers (SyntaxError is PIL's "not mine")."""
+    fp.seek(128)
+    if fp.read(4) != b"DICM":
+        raise SyntaxError("not a DICOM file")
+    name = filename or "this file"
+    raise UnidentifiedImageError(
+        f"{name}: expected an image PIL can read; found a DICOM file, which PIL (and so transformers' load_image, "
+        "which its stock image pipelines call) cannot read. With mrm-hf installed (pip install \"mrm-hf[dicom]\"), "
+        "`import mrm_hf` and the image pipelines of MRM models read DICOM; without it, pass the pixel values: "
+        "MRMImageProcessor reads DICOM paths itself (with pydicom)."
+    )
+
+
+# Registered last, so PIL tries it only after its own readers; it claims DICOM files alone.
+Image.register_open("MRM-DICOM", _refuse_dicom_in_pil, lambda prefix: True)
 
 __all__ = ["MRMImageProcessor", "load_mask", "load_radiograph", "to_grayscale"]
 

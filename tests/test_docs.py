@@ -206,6 +206,47 @@ def run_fill_report(tokens: list[str], cwd: Path) -> None:
     assert len(per_mask) == arguments[arguments.index("--report") + 1].count("[MASK]")
 
 
+def run_clinical(tokens: list[str], cwd: Path) -> None:
+    """The DICOM pipeline one-liner and `python -m mrm_hf.predict` (with --explain too) on a tiny classifier saved
+    under the documented name, with a real DICOM (../shared/data/dicom) as study.dcm and, beside a 16-bit PNG, in
+    studies/."""
+    import shutil
+
+    import numpy as np
+
+    from conftest import shared_path, tiny_config
+    from mrm_hf import MRMForImageClassification
+    from mrm_hf.processing_mrm import encoder_image_processor
+
+    dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
+    code = tokens[2] if tokens[1] == "-c" else None
+    folder = cwd / (re.search(r'model="([^"]+)"', code).group(1) if code else tokens[3])
+    labels = ["Effusion", "Pneumothorax"]
+    config = tiny_config(num_labels=2, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+                         problem_type="multi_label_classification")
+    MRMForImageClassification(config).save_pretrained(folder)
+    encoder_image_processor(32).save_pretrained(folder)
+    if code:
+        shutil.copy(dicom, cwd / "study.dcm")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+        result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert all(f"'label': '{label}'" in result.stdout for label in labels), result.stdout
+        return
+    from mrm_hf.predict import main
+
+    arguments = tokens[3:]
+    (cwd / "studies").mkdir()
+    shutil.copy(dicom, cwd / "studies" / dicom.name)
+    Image.fromarray(np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 30).save(cwd / "studies" / "ramp16.png")
+    summary = main([*arguments, "--num_workers", "0", *(["--explain_steps", "2"] if "--explain" in arguments else [])])
+    assert (summary["scored"], summary["failed"]) == (2, 0), summary
+    if "--explain" in arguments:
+        output_dir = cwd / arguments[arguments.index("--output_dir") + 1]
+        assert len(list((output_dir / "explanations").glob("*.png"))) == 2
+
+
 def runner(command: str):
     """How a documented command runs at tiny sizes, or None."""
     if needs(command) is not None:
@@ -217,6 +258,8 @@ def runner(command: str):
         return run_script
     if tokens[:2] == ["python", "examples/fill_report.py"]:
         return run_fill_report
+    if tokens[:3] == ["python", "-m", "mrm_hf.predict"] or (tokens[:2] == ["python", "-c"] and ".dcm" in tokens[2]):
+        return run_clinical
     if tokens[0] in ("accelerate", "torchrun") and "examples/configs/demo.args" in tokens:
         return run_launcher
     return None
