@@ -35,6 +35,9 @@ setup(
         "plot": ["matplotlib"],
         # Why-figures of classifiers (mrm_hf.explain, `python -m mrm_hf.predict --explain`).
         "explain": ["captum>=0.7", "matplotlib"],
+        # The demo page (examples/app.py, a Gradio Space): DICOM uploads and the why-heatmaps as well.
+        "app": ["gradio>=5", "captum>=0.7", "matplotlib", "pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg",
+                "pylibjpeg-openjpeg"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
@@ -50,6 +53,9 @@ setup(
             "pylibjpeg-libjpeg",
             "pylibjpeg-openjpeg",
             "captum>=0.7",
+            # The demo page's browser test drives the system's Chromium (.ci/run installs it) with Playwright.
+            "gradio>=5",
+            "playwright",
         ],
     },
     entry_points={"console_scripts": ["mrm-hf-predict=mrm_hf.predict:main"]},

@@ -16,6 +16,17 @@ SHARED = Path(os.environ.get("MRM_SHARED_DIR", REPO_ROOT.parent / "shared"))
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 
 
+# Screenshots that browser tests took, listed at the end of the run (pytest_terminal_summary below).
+SCREENSHOTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS:
+        terminalreporter.write_sep("-", "screenshots of the demo page")
+        for path in SCREENSHOTS:
+            terminalreporter.write_line(str(path))
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or a skip that says what is missing."""
     path = SHARED.joinpath(*parts)
@@ -54,6 +65,43 @@ def tiny_config(**overrides):
     )
     sizes.update(overrides)
     return MRMConfig(**sizes)
+
+
+def save_tiny_folder(folder: Path, kind: str, labels=("Atelectasis", "Effusion", "Pneumothorax")) -> Path:
+    """A tiny, untrained MRM folder of one kind ("classifier", "segmentation" or "pretraining"), as the scripts save
+    one: model, processor and (pre-training) report tokenizer. The classifier's head is drawn with std 1, so that its
+    multi-label scores differ."""
+    import torch
+
+    from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel, MRMProcessor
+    from mrm_hf.processing_mrm import encoder_image_processor
+    from mrm_hf.segmentation import build_segmentation_model
+    from mrm_hf.tokenization_mrm import vocabulary_tokenizer
+
+    torch.manual_seed(0)
+    if kind == "classifier":
+        config = tiny_config(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                             label2id={name: i for i, name in enumerate(labels)},
+                             problem_type="multi_label_classification")
+        model = MRMForImageClassification(config)
+        torch.nn.init.normal_(model.classifier.weight, std=1.0)
+        model.save_pretrained(folder)
+        encoder_image_processor(config.image_size).save_pretrained(folder)
+    elif kind == "segmentation":
+        MRMModel(tiny_config(num_hidden_layers=4)).save_pretrained(folder / "encoder")
+        build_segmentation_model(str(folder / "encoder"), decoder_channels=16, auxiliary_channels=8).save_pretrained(
+            folder)
+        MRMImageProcessor(mode="segmentation", size={"height": 32, "width": 32}).save_pretrained(folder)
+    elif kind == "pretraining":
+        tokenizer = vocabulary_tokenizer(["no pleural effusion", "small left pneumothorax", "normal heart size"],
+                                         max_length=12)
+        config = tiny_config(report_vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        MRMForPreTraining(config).save_pretrained(folder)
+        MRMProcessor(encoder_image_processor(config.image_size), tokenizer,
+                     reconstruction_size=config.reconstruction_size).save_pretrained(folder)
+    else:
+        raise ValueError(f"save_tiny_folder kind: expected classifier, segmentation or pretraining; found {kind!r}.")
+    return folder
 
 
 def tiny_batch(config, batch_size=2, seed=0, length=None):

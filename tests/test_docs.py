@@ -247,6 +247,23 @@ def run_clinical(tokens: list[str], cwd: Path) -> None:
         assert len(list((output_dir / "explanations").glob("*.png"))) == 2
 
 
+def run_app(tokens: list[str], cwd: Path) -> None:
+    """`python examples/app.py --model FOLDER ...`: the page of a tiny folder of the documented kind (a pre-training
+    folder for the demo's, else a classifier), built from the documented arguments but not served; tests/test_app.py
+    serves each kind to a real browser."""
+    pytest.importorskip("gradio", reason="the demo page needs gradio: pip install \"mrm-hf[app]\"")
+    pytest.importorskip("captum", reason="the demo page's why-heatmaps need captum: pip install \"mrm-hf[app]\"")
+    import app
+    from conftest import save_tiny_folder
+
+    args = app.parse_arguments(tokens[2:])
+    kind = "pretraining" if "demo" in args.model else "classifier"
+    save_tiny_folder(cwd / args.model, kind)
+    page = app.Page(str(cwd / args.model), args.explain_top_k)
+    assert page.kind == {"pretraining": app.PRETRAINING, "classifier": app.CLASSIFIER}[kind]
+    assert app.build(page) is not None
+
+
 def runner(command: str):
     """How a documented command runs at tiny sizes, or None."""
     if needs(command) is not None:
@@ -260,6 +277,8 @@ def runner(command: str):
         return run_fill_report
     if tokens[:3] == ["python", "-m", "mrm_hf.predict"] or (tokens[:2] == ["python", "-c"] and ".dcm" in tokens[2]):
         return run_clinical
+    if tokens[:2] == ["python", "examples/app.py"]:
+        return run_app
     if tokens[0] in ("accelerate", "torchrun") and "examples/configs/demo.args" in tokens:
         return run_launcher
     return None
