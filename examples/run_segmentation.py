@@ -325,10 +325,8 @@ def main(argv: list[str] | None = None) -> dict:
         auxiliary_channels=model_args.auxiliary_channels,
     )
     size = {"height": data_args.image_size, "width": data_args.image_size}
+    # Saved with its code, as the UperNet is: the folder opens with trust_remote_code where mrm_hf is not installed.
     image_processor = MRMImageProcessor(mode="segmentation", size=size, crop_size=size)
-    # The saved UperNet needs mrm_hf for its backbone anyway; without an auto_map its processor does not offer remote
-    # code either, which would make pipelines ask whether to run it.
-    image_processor._auto_class = None
     splits = DatasetDict({
         split: rows.with_transform(SegmentationTransform(image_processor, train=split == "train",
                                                          rle_encoding=data_args.rle_encoding))

@@ -6,7 +6,7 @@ added to every token.
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import PreTrainedConfig, UperNetConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
 
@@ -232,4 +232,21 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
 
 MRMConfig.register_for_auto_class()
 
-__all__ = ["MRMConfig", "check_fraction", "published_out_indices"]
+
+class MRMUperNetConfig(UperNetConfig):
+    """`UperNetConfig` on an MRM backbone, as a segmentation folder saves it (model_type "upernet").
+
+    transformers reads a saved `backbone_config` through `AutoConfig`'s table of model types, where "mrm" appears only
+    after `import mrm_hf`; this class reads it as `MRMConfig` itself, so the folder opens with `trust_remote_code`
+    where mrm_hf is not installed.
+    """
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.backbone_config, dict) and self.backbone_config.get("model_type") == MRMConfig.model_type:
+            self.backbone_config = MRMConfig.from_dict(self.backbone_config)
+        super().__post_init__(**kwargs)
+
+
+MRMUperNetConfig.register_for_auto_class()
+
+__all__ = ["MRMConfig", "MRMUperNetConfig", "check_fraction", "published_out_indices"]
