@@ -170,9 +170,13 @@ class DataArguments:
         if self.dataset == "siim":
             check_siim_label_fraction(self.label_fraction)
         check_rle_encoding(self.rle_encoding)
-        for name in ("validation_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name}: expected a value in [0, 1); found {getattr(self, name)}.")
+        for split in ("validation", "test"):
+            fraction = getattr(self, f"{split}_fraction")
+            if not 0.0 <= fraction < 1.0:
+                raise ValueError(f"--{split}_fraction: expected a value in [0, 1); found {fraction}.")
+            if fraction and getattr(self, f"{split}_csv") is not None:
+                raise ValueError(f"--{split}_fraction: expected it only without --{split}_csv (it holds out {split} pairs "
+                                 f"from the training CSV when there is no {split} CSV); found both. Drop one.")
         if self.label_name is None:
             self.label_name = "pneumothorax" if self.dataset == "siim" else "foreground"
 

@@ -110,9 +110,9 @@ TINY_PRETRAINING = [
 ]  # fmt: skip
 
 
-def fake_published_checkpoint(path: Path, kind: str, num_classes: int = 14) -> None:
+def fake_published_checkpoint(path: Path, kind: str, num_classes: int = 14, image_size: int = 32) -> None:
     """A tiny random checkpoint in a published layout, with the default head counts (as the converter assumes)."""
-    sizes = dict(img_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=12)
+    sizes = dict(img_size=image_size, patch_size=8, embed_dim=48, depth=1, num_heads=12)
     if kind == "classifier":
         model = published_classifier(num_classes=num_classes, **sizes)
     else:
