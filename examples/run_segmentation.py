@@ -261,7 +261,8 @@ def predicted_masks(logits, labels) -> torch.Tensor:
 def model_card_fields(model, model_args, data_args, training_args, num_train: int) -> dict:
     """What `model_cards/mrm_segmentation.md` needs besides the results."""
     backbone = model.config.backbone_config
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    # The Hub id, or the folder as the command named it: what the card's snippet opens.
+    repo_id = training_args.hub_model_id or training_args.output_dir
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset == "siim":
         description += f", {data_args.label_fraction}% of the training labels"
@@ -270,7 +271,7 @@ def model_card_fields(model, model_args, data_args, training_args, num_train: in
     total_batch = (training_args.per_device_train_batch_size * training_args.world_size
                    * training_args.gradient_accumulation_steps)
     return dict(
-        model_name=repo_id.split("/")[-1],
+        model_name=Path(repo_id).name,
         repo_id=repo_id,
         datasets=["siim-acr-pneumothorax"] if data_args.dataset == "siim" else None,
         tags=["image-segmentation", "upernet", data_args.dataset],

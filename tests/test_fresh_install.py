@@ -7,21 +7,28 @@ The folders are tiny and built once for the module, each by the code that writes
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForSemanticSegmentation
 from transformers.utils import logging as transformers_logging
 
-from conftest import run_without_mrm_hf, tiny_config
+from conftest import REPO_ROOT, run_without_mrm_hf, tiny_config
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
 from mrm_hf.convert import main as convert
+from mrm_hf.figures import save_reconstruction_figure
+from mrm_hf.hub import write_model_card
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.segmentation import build_segmentation_model
 from mrm_hf.tokenization_mrm import train_report_tokenizer
 from run_classification import image_processor_for
-from test_docs import fake_published_checkpoint
+from test_docs import README, code_blocks, fake_published_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +172,99 @@ def test_a_new_classification_head_stays_reported(folders, load_reports):
     MRMForImageClassification.from_pretrained(folders / "pretraining", num_labels=2)
     (report,) = [message for message in load_reports if "LOAD REPORT" in message]
     assert "classifier.weight" in report and "MISSING" in report
+
+
+# ---- every Python block of the README and of each generated card, run as written ---------------------------------
+
+
+def run_block(block: str, cwd, name: str) -> str:
+    """One documented block in a fresh Python (mrm_hf importable, as after `pip install mrm-hf`), from `cwd`."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), HF_MODULES_CACHE=str(cwd / ".hf_modules"))
+    result = subprocess.run([sys.executable, "-c", block], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, f"{name} block fails as written:\n{block}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def place(folders, cwd, names: dict) -> None:
+    """The documented placeholders, as the documents name them: folders of their kind, and `chest_xray.png`."""
+    for name, kind in names.items():
+        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / name).symlink_to(folders / kind, target_is_directory=True)
+    (cwd / "chest_xray.png").symlink_to(folders / "chest_xray.png")
+
+
+README_FOLDERS = {"mrm-base": "pretraining", "mrm-nih-1pct": "fine-tuned", "mrm-siim-10pct": "segmentation"}
+
+
+@pytest.mark.parametrize("number", range(len(code_blocks(README.read_text(), "python"))))
+def test_readme_python_block_runs_as_written(folders, tmp_path, number):
+    block = code_blocks(README.read_text(), "python")[number]
+    place(folders, tmp_path, {name: kind for name, kind in README_FOLDERS.items() if f'"{name}"' in block})
+    run_block(block, tmp_path, f"README.md python block {number + 1}")
+
+
+def pretraining_card(folders, tmp_path) -> Path:
+    """The demo's card, written by the pre-training scripts' `write_card` into the folder the demo command names."""
+    from pretraining_setup import parse_arguments, write_card
+
+    model_args, data_args, training_args = parse_arguments(["--args_file", str(REPO_ROOT / "examples" / "configs" /
+                                                                               "demo.args")])  # fmt: skip
+    folder = tmp_path / training_args.output_dir
+    shutil.copytree(folders / "pretraining", folder)
+    model = MRMForPreTraining.from_pretrained(folder)
+    save_reconstruction_figure(model, torch.randn(2, 3, 64, 64), MRMImageProcessor(mode="pretraining"),
+                               folder / "reconstruction.png")  # fmt: skip
+    metrics = {"eval_report_loss_own_image": 3.0, "eval_report_loss_zero_image": 3.5,
+               "eval_report_loss_shuffled_image": 3.01}  # fmt: skip
+    return write_card(folder, model, model_args, data_args, training_args, metrics)
+
+
+def test_demo_card_says_how_to_use_the_folder_and_what_it_shows(folders, tmp_path):
+    text = pretraining_card(folders, tmp_path).read_text()
+    (block,) = code_blocks(text, "python")
+    assert '"outputs/mrm-demo"' in block and "Image.open(\"chest_xray.png\")" in block
+    assert "![Held-out images: original, masked input, reconstruction](reconstruction.png)" in text
+    assert "pasted back" in text and "true patch's mean and variance" in text
+    assert "relies on the image feature, but not yet on which image it sees" in text
+    limitations = text.split("## Limitations")[1].split("##")[0]
+    assert "synthetic records" in limitations and "MIMIC" not in limitations
+    place(folders, tmp_path, {})
+    printed = run_block(block + "\nprint(tuple(features.shape))", tmp_path, "the demo card's")
+    assert printed.strip().splitlines()[-1] == "(1, 32)"
+
+
+def classification_card(folders, tmp_path) -> Path:
+    import run_classification
+
+    model_args, data_args, training_args = run_classification.parse_arguments([
+        "--model_name_or_path", str(folders / "pretraining"), "--dataset", "csv", "--train_csv", "train.csv",
+        "--output_dir", "mrm-classifier", "--use_cpu"])  # fmt: skip
+    folder = tmp_path / training_args.output_dir
+    shutil.copytree(folders / "fine-tuned", folder)
+    model = MRMForImageClassification.from_pretrained(folder)
+    split, metrics = run_classification.card_results({"test_mean_auc": 0.5}, ["effusion", "edema"])
+    return write_model_card(folder, run_classification.MODEL_CARD_TEMPLATE, metrics=metrics, results_split=split,
+                            **run_classification.model_card_fields(model, model_args, data_args, training_args, 8))
+
+
+def segmentation_card(folders, tmp_path) -> Path:
+    import run_segmentation
+
+    model_args, data_args, training_args = run_segmentation.parse_arguments([
+        "--model_name_or_path", str(folders / "pretraining"), "--dataset", "csv", "--train_csv", "train.csv",
+        "--output_dir", "mrm-segmenter", "--use_cpu"])  # fmt: skip
+    folder = tmp_path / training_args.output_dir
+    shutil.copytree(folders / "segmentation", folder)
+    model = AutoModelForSemanticSegmentation.from_pretrained(folder)
+    return write_model_card(folder, run_segmentation.MODEL_CARD_TEMPLATE, **run_segmentation.card_results({}),
+                            **run_segmentation.model_card_fields(model, model_args, data_args, training_args, 8))
+
+
+@pytest.mark.parametrize("card", [classification_card, segmentation_card], ids=["classification", "segmentation"])
+def test_card_python_blocks_run_as_written(folders, tmp_path, card):
+    blocks = code_blocks(card(folders, tmp_path).read_text(), "python")
+    assert blocks
+    place(folders, tmp_path, {})
+    for number, block in enumerate(blocks):
+        run_block(block, tmp_path, f"{card.__name__} block {number + 1}")
