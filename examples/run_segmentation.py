@@ -20,7 +20,7 @@ The best checkpoint by validation Dice (the published per-image Dice) is tested:
 test Dice, `test_predictions.npz` every predicted and true mask it was computed from, `overlays/` a few validation
 images with their true (green) and predicted (red) masks, and the output folder works with
 `AutoModelForSemanticSegmentation.from_pretrained(output_dir)` and `pipeline("image-segmentation", model=output_dir)`
-after `import mrm_hf`.
+after `import mrm_hf`, or with `trust_remote_code=True` where mrm_hf is not installed.
 """
 
 import argparse
