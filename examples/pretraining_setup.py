@@ -28,6 +28,7 @@ from mrm_hf.data import (
 )
 from mrm_hf.hub import write_model_card
 from mrm_hf.processing_mrm import encoder_image_processor
+from mrm_hf.report_filling import image_reliance_verdict
 from mrm_hf.tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
 from mrm_hf.transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform
 from mrm_hf.utils import apply_config_overrides, check_choice
@@ -438,12 +439,25 @@ def figure_samples(records: DatasetDict, model, image_processor, count: int) -> 
 # ---- the model card --------------------------------------------------------------------------------------------------
 
 
+LIMITATIONS = {
+    "demo": "This model was trained on synthetic records (cartoon radiographs with drawn findings and template reports), "
+    "for a few minutes on a CPU. It has never seen a chest X-ray: its features and report predictions mean nothing for "
+    "real images. It shows that the pipeline runs, and is not a starting point for fine-tuning.",
+    "radiographs": "This is a research model. It is not a medical device and must not be used for diagnosis. Its "
+    "representations inherit the biases of its training data (for MIMIC-CXR: one hospital system in Boston, its "
+    "patients, scanners and reporting style), and need not transfer to other hospitals' images.",
+}
 IMAGE_ONLY_CARD_TEXT = "none: image-only pre-training (MAE with high-resolution targets), no reports"
 
 
 def write_card(output_dir, model, model_args: ModelArguments, data_args: DataArguments, training_args, metrics: dict):
     """README.md in `output_dir`: `model_cards/mrm_pretraining.md` filled with this run's settings and results."""
     fields = model_card_fields(model, model_args, data_args, training_args)
+    losses = [metrics.get(f"eval_report_loss_{condition}_image") for condition in ("own", "zero", "shuffled")]
+    if None not in losses:
+        fields["image_reliance"] = image_reliance_verdict(*losses)
+    figure = Path(output_dir) / "reconstruction.png"  # written before the card by both scripts
+    fields["figure"] = figure.name if figure.is_file() else None
     return write_model_card(output_dir, MODEL_CARD_TEMPLATE, metrics=metrics, **fields)
 
 
@@ -466,12 +480,13 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
         "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
     }
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    # The Hub id, or the folder as the command named it (`outputs/mrm-demo`): what the card's snippet opens.
+    repo_id = training_args.hub_model_id or training_args.output_dir
     base_model = model_args.init_encoder_from or model_args.model_name_or_path
     if base_model is not None and Path(base_model).exists():
         base_model = None  # only Hub ids are metadata
     return dict(
-        model_name=repo_id.split("/")[-1],
+        model_name=Path(repo_id).name,
         repo_id=repo_id,
         # MIMIC-CXR-JPG is on PhysioNet, not on the Hub: a tag names it without linking a dataset page that does not
         # exist.
@@ -481,6 +496,8 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         reconstruction_size=config.reconstruction_size,
         mask_ratio_percent=round(100 * config.mask_ratio),
         dataset_description=descriptions[data_args.dataset],
+        limitations=LIMITATIONS["demo" if data_args.dataset == "demo" else "radiographs"],
+        hidden_size=config.hidden_size,
         hyperparameters={
             "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
             **(report_fields if config.use_report_branch else {"report branch": IMAGE_ONLY_CARD_TEXT}),

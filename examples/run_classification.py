@@ -502,7 +502,8 @@ def model_card_fields(
 ) -> dict:
     """What `model_cards/mrm_classification.md` needs besides the results."""
     config = model.config
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    # The Hub id, or the folder as the command named it: what the card's snippet opens.
+    repo_id = training_args.hub_model_id or training_args.output_dir
     base_model = model_args.model_name_or_path
     if base_model is None or Path(base_model).exists():
         base_model = None  # only Hub ids are metadata
@@ -522,7 +523,7 @@ def model_card_fields(
     schedule = f"{training_args.max_steps} steps" if training_args.max_steps > 0 else \
         f"{training_args.num_train_epochs} epochs"
     return dict(
-        model_name=repo_id.split("/")[-1],
+        model_name=Path(repo_id).name,
         repo_id=repo_id,
         license="mit",
         # None of these datasets is on the Hub under these names: tags name them without linking a missing page.

@@ -20,7 +20,7 @@ The best checkpoint by validation Dice (the published per-image Dice) is tested:
 test Dice, `test_predictions.npz` every predicted and true mask it was computed from, `overlays/` a few validation
 images with their true (green) and predicted (red) masks, and the output folder works with
 `AutoModelForSemanticSegmentation.from_pretrained(output_dir)` and `pipeline("image-segmentation", model=output_dir)`
-after `import mrm_hf`.
+after `import mrm_hf`, or with `trust_remote_code=True` where mrm_hf is not installed.
 """
 
 import argparse
@@ -170,9 +170,13 @@ class DataArguments:
         if self.dataset == "siim":
             check_siim_label_fraction(self.label_fraction)
         check_rle_encoding(self.rle_encoding)
-        for name in ("validation_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name}: expected a value in [0, 1); found {getattr(self, name)}.")
+        for split in ("validation", "test"):
+            fraction = getattr(self, f"{split}_fraction")
+            if not 0.0 <= fraction < 1.0:
+                raise ValueError(f"--{split}_fraction: expected a value in [0, 1); found {fraction}.")
+            if fraction and getattr(self, f"{split}_csv") is not None:
+                raise ValueError(f"--{split}_fraction: expected it only without --{split}_csv (it holds out {split} pairs "
+                                 f"from the training CSV when there is no {split} CSV); found both. Drop one.")
         if self.label_name is None:
             self.label_name = "pneumothorax" if self.dataset == "siim" else "foreground"
 
@@ -257,7 +261,8 @@ def predicted_masks(logits, labels) -> torch.Tensor:
 def model_card_fields(model, model_args, data_args, training_args, num_train: int) -> dict:
     """What `model_cards/mrm_segmentation.md` needs besides the results."""
     backbone = model.config.backbone_config
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    # The Hub id, or the folder as the command named it: what the card's snippet opens.
+    repo_id = training_args.hub_model_id or training_args.output_dir
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset == "siim":
         description += f", {data_args.label_fraction}% of the training labels"
@@ -266,7 +271,7 @@ def model_card_fields(model, model_args, data_args, training_args, num_train: in
     total_batch = (training_args.per_device_train_batch_size * training_args.world_size
                    * training_args.gradient_accumulation_steps)
     return dict(
-        model_name=repo_id.split("/")[-1],
+        model_name=Path(repo_id).name,
         repo_id=repo_id,
         datasets=["siim-acr-pneumothorax"] if data_args.dataset == "siim" else None,
         tags=["image-segmentation", "upernet", data_args.dataset],
@@ -325,10 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
         auxiliary_channels=model_args.auxiliary_channels,
     )
     size = {"height": data_args.image_size, "width": data_args.image_size}
+    # Saved with its code, as the UperNet is: the folder opens with trust_remote_code where mrm_hf is not installed.
     image_processor = MRMImageProcessor(mode="segmentation", size=size, crop_size=size)
-    # The saved UperNet needs mrm_hf for its backbone anyway; without an auto_map its processor does not offer remote
-    # code either, which would make pipelines ask whether to run it.
-    image_processor._auto_class = None
     splits = DatasetDict({
         split: rows.with_transform(SegmentationTransform(image_processor, train=split == "train",
                                                          rle_encoding=data_args.rle_encoding))

@@ -6,7 +6,7 @@ added to every token.
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import PreTrainedConfig, UperNetConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
 
@@ -55,9 +55,9 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
         decoder_num_hidden_layers: decoder blocks.
         decoder_num_attention_heads: attention heads per decoder block.
         decoder_intermediate_size: width of the decoder's MLP.
-        reconstruction_size: side of the image the decoder reconstructs; a whole multiple of `image_size`. The encoder
-            sees it resized to `image_size`, so each encoder patch predicts a (patch_size * reconstruction_size /
-            image_size)^2 patch of it.
+        reconstruction_size: side of the image the decoder reconstructs; a whole multiple of `image_size`, by default
+            twice it (the published 448 for 224). The encoder sees it resized to `image_size`, so each encoder patch
+            predicts a (patch_size * reconstruction_size / image_size)^2 patch of it.
         downsample_antialias: antialias the bicubic resize to `image_size`. The published code did not (torchvision
             0.9 on tensors), so False reproduces it.
         norm_pix_loss: normalise each target patch by its own mean and (unbiased) variance.
@@ -118,7 +118,7 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     decoder_num_hidden_layers: int = 4
     decoder_num_attention_heads: int = 6
     decoder_intermediate_size: int = 3072
-    reconstruction_size: int = 448
+    reconstruction_size: int | None = None
     downsample_antialias: bool = False
     norm_pix_loss: bool = True
 
@@ -148,6 +148,8 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
     feature_pyramid_rescales: list[float | int] | tuple[float | int, ...] | None = (4, 2, 1, 0.5)
 
     def __post_init__(self, **kwargs):
+        if self.reconstruction_size is None:  # the published ratio
+            self.reconstruction_size = 2 * self.image_size
         kwargs.pop("stage_names", None)  # saved by older configs; they follow num_hidden_layers
         out_indices, out_features = kwargs.pop("out_indices", None), kwargs.pop("out_features", None)
         if out_indices is not None or out_features is not None:
@@ -232,4 +234,21 @@ class MRMConfig(BackboneConfigMixin, PreTrainedConfig):
 
 MRMConfig.register_for_auto_class()
 
-__all__ = ["MRMConfig", "check_fraction", "published_out_indices"]
+
+class MRMUperNetConfig(UperNetConfig):
+    """`UperNetConfig` on an MRM backbone, as a segmentation folder saves it (model_type "upernet").
+
+    transformers reads a saved `backbone_config` through `AutoConfig`'s table of model types, where "mrm" appears only
+    after `import mrm_hf`; this class reads it as `MRMConfig` itself, so the folder opens with `trust_remote_code`
+    where mrm_hf is not installed.
+    """
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.backbone_config, dict) and self.backbone_config.get("model_type") == MRMConfig.model_type:
+            self.backbone_config = MRMConfig.from_dict(self.backbone_config)
+        super().__post_init__(**kwargs)
+
+
+MRMUperNetConfig.register_for_auto_class()
+
+__all__ = ["MRMConfig", "MRMUperNetConfig", "check_fraction", "published_out_indices"]

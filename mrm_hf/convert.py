@@ -346,6 +346,10 @@ def config_from_state_dict(
             report_max_position_embeddings=dim(BERT + "embeddings.position_embeddings.weight", 0),
             report_type_vocab_size=dim(BERT + "embeddings.token_type_embeddings.weight", 0),
         )
+    if sizes["reconstruction_size"] % sizes["image_size"]:
+        # No decoder in the weights says otherwise (an encoder or a classifier at another resolution): the published
+        # ratio, as MRMConfig derives it, rather than a pre-training setting the checkpoint does not have.
+        sizes["reconstruction_size"] = 2 * sizes["image_size"]
     try:
         return MRMConfig(**sizes)
     except Exception as error:

@@ -436,6 +436,10 @@ class MRMImageProcessorKwargs(ImagesKwargs, total=False):
     bits_stored: int | None
 
 
+# Keys a saved preprocessor_config.json holds besides the keywords; transformers writes them, and passes them back.
+_SAVED_METADATA = {"image_processor_type", "auto_map", "processor_class", "feature_extractor_type"}
+
+
 def _note_convert_rgb(value) -> None:
     """`do_convert_rgb=False` cannot keep colour here: say so once rather than let it pass as if it did."""
     if value is False:
@@ -473,6 +477,15 @@ class MRMImageProcessor(PilBackend):
     do_convert_rgb = None
 
     def __init__(self, mode: str = "evaluation", **kwargs: Unpack[MRMImageProcessorKwargs]):
+        # transformers keeps unknown keywords as attributes and saves them, so a wrong one (`image_size=64`) would be
+        # ignored until the model met a view of the wrong size; refuse it, naming those that count.
+        unknown = sorted(set(kwargs) - set(self.valid_kwargs.__annotations__) - _SAVED_METADATA)
+        if unknown:
+            raise TypeError(
+                f"MRMImageProcessor: expected keywords among {sorted(self.valid_kwargs.__annotations__)}; found "
+                f"{unknown}. The view's size is `size` and `crop_size` (evaluation: size={{'shortest_edge': N}}, "
+                "crop_size={'height': N, 'width': N}; mrm_hf.processing_mrm.encoder_image_processor(N) makes it)."
+            )
         _note_convert_rgb(kwargs.get("do_convert_rgb"))
         for key, value in _check_mode(mode).items():
             if kwargs.get(key) is None:

@@ -25,12 +25,13 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.models.upernet import modeling_upernet
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_mrm import MRMConfig, check_fraction
+from .configuration_mrm import MRMConfig, MRMUperNetConfig, check_fraction
 
 
 @dataclass
@@ -522,7 +523,10 @@ class MRMPreTrainedModel(PreTrainedModel):
 class MRMModel(MRMPreTrainedModel):
     """The MRM image encoder (ViT), the part downstream tasks load."""
 
-    _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\."]
+    _keys_to_ignore_on_load_unexpected = [r"^image_decoder\.", r"^fusion\.", r"^report_branch\.", r"^classifier\."]
+    # Absent by design from the folders it opens: a pre-training model's encoder has no pooling LayerNorm (its
+    # decoder reads the tokens), and a classifier's encoder no final LayerNorm (its head reads the pooling one).
+    _keys_to_ignore_on_load_missing = [r"^pooler\.", r"^layernorm\."]
 
     def __init__(self, config: MRMConfig, add_pooling_layer: bool = True, add_final_layernorm: bool = True):
         super().__init__(config)
@@ -834,7 +838,8 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
     """
 
     _keys_to_ignore_on_load_unexpected = [
-        r"^layernorm\.", r"^pooler\.", r"^classifier\.", r"^image_decoder\.", r"^fusion\.", r"^report_branch\.",
+        r"^(image_encoder\.)?layernorm\.", r"^(image_encoder\.)?pooler\.", r"^classifier\.", r"^image_decoder\.",
+        r"^fusion\.", r"^report_branch\.",
     ]  # fmt: skip
 
     def __init__(self, config: MRMConfig):
@@ -888,6 +893,32 @@ class MRMBackbone(BackboneMixin, MRMPreTrainedModel):
         if self.neck is not None:
             feature_maps = self.neck(feature_maps)
         return BackboneOutput(feature_maps=feature_maps, hidden_states=tuple(all_hidden_states))
+
+
+class UperNetForSemanticSegmentation(modeling_upernet.UperNetForSemanticSegmentation):
+    """UperNet on `MRMBackbone` (the published SIIM-ACR segmentation model): transformers' UperNet, its weights and
+    forward, with the backbone built from this file.
+
+    transformers builds a UperNet's backbone through `AutoBackbone`, which knows MRM only after `import mrm_hf`; this
+    class builds `MRMBackbone` itself, so that a segmentation folder opens with `trust_remote_code` where mrm_hf is not
+    installed. It keeps transformers' class name, by which `pipeline("image-segmentation")` recognises a model.
+    """
+
+    config_class = MRMUperNetConfig
+
+    def __init__(self, config: MRMUperNetConfig):
+        modeling_upernet.UperNetPreTrainedModel.__init__(self, config)
+        self.backbone = MRMBackbone(config.backbone_config)
+        self.decode_head = modeling_upernet.UperNetHead(config, in_channels=self.backbone.channels)
+        self.auxiliary_head = (
+            modeling_upernet.UperNetFCNHead(config, in_channels=self.backbone.channels)
+            if config.use_auxiliary_head
+            else None
+        )
+        self.post_init()
+
+
+UperNetForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
 
 
 # The one table of MRM's models and the auto class that opens each: the `auto_map` every saved config carries and

@@ -34,6 +34,27 @@ def image_feature(model: MRMForPreTraining, pixel_values: torch.Tensor) -> torch
 
 
 @torch.no_grad()
+def image_reliance_verdict(own: float, zero: float, shuffled: float, tolerance: float = 0.01) -> str:
+    """What the three held-out report losses of `report_loss_by_image` say, in words: whether the report branch reads
+    the image, and whether it reads which image. A loss counts as higher when it exceeds the own-image loss by more
+    than `tolerance` of it."""
+    if any(math.isnan(loss) for loss in (own, zero, shuffled)):
+        return "Not decided: one of the losses is undefined (too few held-out records)."
+    uses_image, uses_which = zero > own * (1 + tolerance), shuffled > own * (1 + tolerance)
+    if uses_image and uses_which:
+        return ("The report branch reads the image: its held-out report loss is lowest with each record's own image "
+                "and rises both with the image feature zeroed and with another record's image.")
+    if uses_image:
+        return ("The report branch relies on the image feature, but not yet on which image it sees: the loss rises "
+                "when the feature is zeroed, not when it comes from another record. Longer pre-training is needed "
+                "for the report to depend on its own image.")
+    if uses_which:
+        return ("The report branch prefers its own image to another record's, but does no worse with no image at "
+                "all: it reads the image only weakly.")
+    percent = f"{100 * tolerance:g}%"
+    return f"The report branch does not read the image: the three losses are within {percent} of each other."
+
+
 def report_loss_by_image(model: MRMForPreTraining, batches, accelerator=None) -> dict[str, float]:
     """Report loss of held-out masked records: `report_loss_own_image`, `report_loss_zero_image` (no image feature)
     and `report_loss_shuffled_image` (the feature of the next record, cyclically), summed over every labelled token
@@ -162,4 +183,11 @@ def fill_report(image, report: str, model, processor=None, top_k: int = 5):
     return pipeline(TASK, model=model, processor=processor)(image, report, top_k=top_k)
 
 
-__all__ = ["TASK", "MRMReportFillMaskPipeline", "fill_report", "image_feature", "report_loss_by_image"]
+__all__ = [
+    "TASK",
+    "MRMReportFillMaskPipeline",
+    "fill_report",
+    "image_feature",
+    "image_reliance_verdict",
+    "report_loss_by_image",
+]

@@ -4,7 +4,8 @@ The published SIIM-ACR fine-tuning (an MMSegmentation 0.25 config): UperNet (768
 scales 1, 2, 3, 6) and an auxiliary FCN head on the third pyramid level, each trained with sigmoid focal loss x 2.0
 plus a Dice loss x 1.0 that leaves out the background, the auxiliary head at 0.4 of that. The model saves as a plain
 `UperNetForSemanticSegmentation` folder (with the MRM image processor in segmentation mode), which
-`AutoModelForSemanticSegmentation` and `pipeline("image-segmentation")` open after `import mrm_hf`.
+`AutoModelForSemanticSegmentation` and `pipeline("image-segmentation")` open after `import mrm_hf`, or with
+`trust_remote_code=True` without it (the folder carries the code of its UperNet, `modeling_mrm.UperNetForSemanticSegmentation`).
 """
 
 import random
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoConfig, UperNetConfig, UperNetForSemanticSegmentation
+from transformers import AutoConfig
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from .configuration_mrm import MRMConfig
+from .configuration_mrm import MRMConfig, MRMUperNetConfig
 from .data.segmentation import rle_decode
 from .image_processing_mrm import MRM_MEAN, MRM_STD, MRMImageProcessor, load_mask, load_radiograph
+from . import modeling_mrm
 from .modeling_mrm import MRMBackbone
 
 
@@ -115,8 +117,8 @@ def published_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return 2.0 * focal_loss(logits, labels) + 1.0 * dice_loss(logits, labels)
 
 
-class UperNetWithPublishedLoss(UperNetForSemanticSegmentation):
-    """`UperNetForSemanticSegmentation` trained with the published loss on both heads (the auxiliary one at
+class UperNetWithPublishedLoss(modeling_mrm.UperNetForSemanticSegmentation):
+    """UperNet on `MRMBackbone` (`modeling_mrm.UperNetForSemanticSegmentation`) trained with the published loss on both heads (the auxiliary one at
     `config.auxiliary_loss_weight`). Its weights are a plain UperNet's: the saved folder loads as one."""
 
     accepts_loss_kwargs = False
@@ -140,14 +142,14 @@ class UperNetWithPublishedLoss(UperNetForSemanticSegmentation):
         return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # Name the stock class, which the weights are, so that readers of config.json know what opens it.
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        config_path = Path(save_directory) / "config.json"
-        if config_path.is_file():
-            text = config_path.read_text(encoding="utf-8")
-            config_path.write_text(text.replace(f'"{type(self).__name__}"', '"UperNetForSemanticSegmentation"'),
-                                   encoding="utf-8")
-        return result
+        # Only the training loss differs from modeling_mrm's UperNet, whose weights and config these are: save as that
+        # class, so that the folder carries its code (modeling_mrm.py, configuration_mrm.py) for trust_remote_code,
+        # not this module's, and config.json names the UperNet class that opens it.
+        self.__class__ = modeling_mrm.UperNetForSemanticSegmentation
+        try:
+            return self.save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = UperNetWithPublishedLoss
 
 
 def build_segmentation_model(
@@ -171,7 +173,7 @@ def build_segmentation_model(
     if missing:
         raise ValueError(f"{model_name_or_path} lacks encoder weights: {missing[:10]}. Expected an MRM encoder, "
                          "pre-training model or classifier checkpoint.")
-    config = UperNetConfig(
+    config = MRMUperNetConfig(
         backbone_config=backbone.config,
         hidden_size=decoder_channels,
         pool_scales=list(PUBLISHED_POOL_SCALES),

@@ -7,6 +7,7 @@ accumulation, and the model-card hook.
 
 import contextlib
 import logging
+import pickle
 import shutil
 from pathlib import Path
 
@@ -231,7 +232,8 @@ def accumulate_gradients(model, micro_batches: list[dict], accelerator) -> tuple
 
 class CardWritingTrainer(Trainer):
     """Trainer whose `create_model_card` calls `model_card(output_dir)` on the main process, when one is given: the
-    run scripts pass a function that fills their template (`mrm_hf.hub.write_model_card`)."""
+    run scripts pass a function that fills their template (`mrm_hf.hub.write_model_card`). Every trainer of the
+    project derives from it, so it also names a checkpoint's random-state file that cannot be read on resume."""
 
     def __init__(self, *args, model_card=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -242,6 +244,21 @@ class CardWritingTrainer(Trainer):
             return super().create_model_card(**kwargs)
         if self.is_world_process_zero():
             self.model_card(self.args.output_dir)
+
+    def _load_rng_state(self, checkpoint) -> None:
+        try:
+            super()._load_rng_state(checkpoint)
+        except pickle.UnpicklingError as error:  # torch.load(weights_only=True) refused an object in the file
+            name = "rng_state.pth" if self.args.world_size <= 1 else f"rng_state_{self.args.process_index}.pth"
+            # what it refused, without torch's advice to load with weights_only=False (that runs whatever code it holds)
+            found = " ".join(str(error).split("WeightsUnpickler error:", 1)[-1].split("Check the documentation")[0].split())
+            found = found.split(". ")[0].rstrip(".")
+            raise ValueError(
+                f"Cannot resume from {checkpoint}: expected {Path(checkpoint) / name} to hold the random state that "
+                f"torch.load(weights_only=True) reads; found it refused ({found}). Resume from an earlier checkpoint, "
+                "or delete that file to resume without the exact random state (the run then draws differently from "
+                "an uninterrupted one)."
+            ) from error
 
 
 class _DrawsEpoch(TrainerCallback):

@@ -39,8 +39,11 @@ def apply_config_overrides(config, overrides: str) -> None:
             raise ValueError(f"--config_overrides: expected {expected}; found {pair!r} in {overrides!r}.")
         if not hasattr(config, key.strip()):
             raise ValueError(f"--config_overrides: expected {expected}; found the unknown field {key.strip()!r}.")
+    given = {pair.partition("=")[0].strip() for pair in overrides.split(",")}
     try:
         config.update_from_string(overrides)
+        if "image_size" in given and "reconstruction_size" not in given and hasattr(config, "reconstruction_size"):
+            config.reconstruction_size = 2 * config.image_size  # not given: the published ratio, as MRMConfig derives it
         config.validate()
     except ValueError as error:
         raise ValueError(f"--config_overrides {overrides!r}: {error}") from error

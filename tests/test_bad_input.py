@@ -177,3 +177,69 @@ def test_config_refuses_a_width_the_sincos_table_cannot_take():
 def test_tokenizer_trained_on_empty_reports_is_refused():
     with pytest.raises(ValueError, match=r"found 3 reports \(3 empty or blank\), which gave only the 4 special tokens"):
         train_report_tokenizer(["", "  ", "\n"])
+
+
+# ---- the last unclear or silent cases (issue: every promise a fresh install proves) ------------------------------
+
+
+def test_reconstruction_size_is_twice_the_image_size_unless_given():
+    assert MRMConfig().reconstruction_size == 448
+    assert MRMConfig(image_size=128).reconstruction_size == 256
+    assert MRMConfig(image_size=32, reconstruction_size=96).reconstruction_size == 96
+    config = MRMConfig()
+    apply_config_overrides(config, "image_size=48,patch_size=8")
+    assert config.reconstruction_size == 96
+
+
+def test_converter_takes_an_encoder_at_another_resolution(tmp_path):
+    from mrm_hf import MRMModel
+    from mrm_hf.convert import main as convert
+    from test_docs import fake_published_checkpoint
+
+    fake_published_checkpoint(tmp_path / "encoder-48.pth", "encoder", image_size=48)  # MAE's layout, at 48 px
+    assert convert(["--checkpoint", str(tmp_path / "encoder-48.pth"), "--output-dir", str(tmp_path / "out")]) == 0
+    model = MRMModel.from_pretrained(tmp_path / "out")
+    assert (model.config.image_size, model.config.reconstruction_size) == (48, 96)
+    assert model(torch.randn(1, 3, 48, 48)).pooler_output.shape == (1, 48)
+
+
+def test_image_processor_refuses_keywords_it_does_not_use_and_names_those_it_takes():
+    with pytest.raises(TypeError, match=r"expected keywords among \[.*'crop_size'.*'size'\]; found \['image_size'\]"):
+        MRMImageProcessor(image_size=64)
+
+
+def test_a_random_state_file_refused_by_weights_only_is_named(tmp_path):
+    import argparse
+
+    from transformers import TrainingArguments
+
+    from mrm_hf.training import CardWritingTrainer
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    torch.save({"python": None, "args": argparse.Namespace(seed=0)}, checkpoint / "rng_state.pth")
+    trainer = CardWritingTrainer(model=torch.nn.Linear(1, 1),
+                                 args=TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none"))
+    with pytest.raises(ValueError, match=rf"expected {checkpoint / 'rng_state.pth'} to hold the random state .*"
+                                         r"argparse.Namespace"):  # fmt: skip
+        trainer._load_rng_state(str(checkpoint))
+
+
+def test_a_report_of_headers_only_is_left_out_and_counted(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "b.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "training.csv").write_text('image_path,report_content\na.jpg,"FINAL REPORT\n FINDINGS:\n IMPRESSION: ___"\n'
+                                           'b.jpg,"FINAL REPORT IMPRESSION: No effusion."\n')  # fmt: skip
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 2 records .*empty report: 1"):
+        records = load_training_csv(tmp_path / "training.csv", report_sections="full", cache_dir=tmp_path / "cache")
+    assert records["report"] == ["FINAL REPORT IMPRESSION: No effusion."]
+
+
+def test_segmentation_refuses_a_held_out_fraction_beside_its_csv():
+    import run_segmentation
+
+    base = ["--model_name_or_path", "m", "--dataset", "csv", "--train_csv", "t.csv", "--output_dir", "o"]
+    for split in ("test", "validation"):
+        with pytest.raises(ValueError, match=rf"--{split}_fraction: expected it only without --{split}_csv"):
+            run_segmentation.parse_arguments([*base, f"--{split}_csv", "x.csv", f"--{split}_fraction", "0.2"])
+    run_segmentation.parse_arguments([*base, "--test_csv", "x.csv", "--validation_fraction", "0.2"])

@@ -14,6 +14,9 @@ from PIL import Image as PILImage
 
 import mrm_hf.data.mimic as mimic
 from mrm_hf.data import CHEXPERT_LABELS, RecordError, load_mimic_cxr, load_training_csv, write_resized_copy
+from mrm_hf.image_processing_mrm import MRMImageProcessor, load_radiograph
+from mrm_hf.transforms import PretrainingTransform
+from test_bad_input import broken_stream_jpeg
 
 
 METADATA_COLUMNS = [
@@ -124,13 +127,13 @@ def test_train_split_keeps_good_frontal_records_and_warns_once_with_counts(mimic
 def test_columns_feature_types_and_lazy_images(mimic_root, tmp_path):
     dataset, _ = load_with_warnings(mimic_root, cache_dir=tmp_path)
     assert list(dataset.features)[:7] == ["image", "report", "subject_id", "study_id", "dicom_id", "view", "split"]
-    assert isinstance(dataset.features["image"], Image)
+    assert dataset.features["image"] == Image(decode=False)  # read by the processor and transforms, which name failures
     assert dataset.features["subject_id"] == Value("int64") and dataset.features["report"] == Value("string")
     assert all(dataset.features[label] == Value("float32") for label in CHEXPERT_LABELS)
-    paths = dataset.cast_column("image", Image(decode=False))["image"]
+    paths = dataset["image"]
     assert paths[0] == {"path": str(image_path(mimic_root, 10000032, 50414267, RECORDS[0][0])), "bytes": None}
     first = dataset[0]
-    assert first["image"].size[0] == 96 and first["image"].mode == "L"
+    assert load_radiograph(first["image"]).size[0] == 96 and load_radiograph(first["image"]).mode == "L"
     assert [first[k] for k in ("subject_id", "study_id", "view", "split")] == [10000032, 50414267, "PA", "train"]
     assert first["report"].startswith("FINAL REPORT EXAMINATION: CHEST (PA AND LAT)")
     assert first["report"].endswith("IMPRESSION: Study 50414267: large left pleural effusion")
@@ -251,7 +254,7 @@ def test_training_csv_rows(shared, mimic_root, tmp_path):
     assert len(dataset) == 1
     assert (row["subject_id"], row["study_id"], row["dicom_id"]) == (10000032, 50414267, RECORDS[0][0])
     assert row["report"] == " ".join(published["report_content"].split())
-    assert row["image"].size[0] == 96
+    assert load_radiograph(row["image"]).size[0] == 96
     with pytest.warns(UserWarning, match="Skipped 2 of 3"):
         impression = load_training_csv(table, report_sections="impression", cache_dir=tmp_path / "cache")
     assert impression["report"] == ["No acute cardiopulmonary process."]
@@ -270,7 +273,7 @@ def test_resized_copy_keeps_layout_and_aspect_and_loads(mimic_root, tmp_path):
         assert abs(small.size[0] / small.size[1] - width / height) < 0.03
     dataset, _ = load_with_warnings(mimic_root, image_root=out, image_suffix="-48", cache_dir=tmp_path)
     assert dataset["dicom_id"] == good("train")
-    assert all(min(image.size) == 48 for image in dataset["image"])
+    assert all(min(load_radiograph(image).size) == 48 for image in dataset["image"])
 
     original_dataset, _ = load_with_warnings(mimic_root, cache_dir=tmp_path)
     again = write_resized_copy(original_dataset, tmp_path / "from-dataset", short_side=48, num_proc=2)
@@ -278,3 +281,21 @@ def test_resized_copy_keeps_layout_and_aspect_and_loads(mimic_root, tmp_path):
     assert copied == sorted(
         image_path(Path("."), s, t, d).as_posix() for d, s, t, *_ in RECORDS if d in good("train")
     )
+
+
+def test_the_library_route_names_a_corrupt_jpeg_or_skips_and_counts_it(mimic_root, tmp_path):
+    """load_mimic_cxr + set_transform(PretrainingTransform): a JPEG whose coded data is broken (it passes the loader's
+    header check) is named by the transform, not left to fail unnamed inside `datasets`."""
+    root = tmp_path / "copy"
+    shutil.copytree(mimic_root, root)
+    dataset, _ = load_with_warnings(root, cache_dir=tmp_path / "cache")
+    path = dataset[0]["image"]["path"]
+    Path(path).write_bytes(broken_stream_jpeg(Path(path).read_bytes()))  # PIL: "broken data stream"
+    processor = MRMImageProcessor(mode="pretraining")
+    dataset.set_transform(PretrainingTransform(processor, size=64, seed=0))
+    with pytest.raises(RecordError, match=rf"{path}: expected a readable radiograph"):
+        dataset[0]
+    skipping = PretrainingTransform(processor, size=64, seed=0, on_bad_image="skip")
+    dataset.set_transform(skipping)
+    assert dataset[0]["pixel_values"] is None and skipping.skipped == 1
+    assert dataset[1]["pixel_values"].shape == (3, 64, 64)

@@ -303,8 +303,9 @@ def test_pretraining_checkpoint_loads_into_the_encoder_and_the_classifier(tmp_pa
     pretraining = MRMForPreTraining(tiny_config()).eval()
     pretraining.save_pretrained(tmp_path)
     encoder, info = MRMModel.from_pretrained(tmp_path, output_loading_info=True)
-    assert not [k for k in info["missing_keys"] if not k.startswith("pooler.")]
-    assert set(info["missing_keys"]) == {"pooler.layernorm.weight", "pooler.layernorm.bias"}
+    # The pooling LayerNorm is absent from pre-training folders by design: not reported, initialised at (1, 0).
+    assert not info["missing_keys"]
+    assert torch.all(encoder.pooler.layernorm.weight == 1) and torch.all(encoder.pooler.layernorm.bias == 0)
     for key, value in encoder.state_dict().items():
         if not key.startswith("pooler."):
             assert torch.equal(value, pretraining.image_encoder.state_dict()[key]), key

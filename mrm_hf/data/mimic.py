@@ -8,7 +8,10 @@ The official PhysioNet layout (MIMIC-CXR-JPG v2.0.0; the reports ship with MIMIC
     <root>/mimic-cxr-2.0.0-chexpert.csv.gz    subject_id, study_id, 14 labels (1.0, 0.0, -1.0 or blank); optional
     mimic-cxr-reports.zip                     members files/p10/p10000032/s50414267.txt (or that tree unpacked)
 
-The folder "pXX" is the first two digits of the subject id. Images are stored as paths and decoded on access.
+The folder "pXX" is the first two digits of the subject id. Images are stored as paths and left undecoded
+(`Image(decode=False)`: `{"path", "bytes"}` rows, which `MRMImageProcessor`, `load_radiograph` and the training
+transforms read): `datasets` would otherwise decode each image before `set_transform`'s transform sees it, and a
+corrupt file would stop training there without its name, where the transforms name it with its row (or skip it).
 
 Records that cannot be used (image missing, unreadable or truncated; report missing, or empty under the section
 policy) are skipped, counted per reason and reported in one warning; `strict=True` raises at the first one, naming it.
@@ -19,7 +22,7 @@ or raises any image that fails when it is read. "full" also refuses a JPEG with 
 coded data (a block of the file overwritten with zeros decodes without error, as garbage), and decodes every image
 (65 ms for a 3056x2544 JPEG here, about 7 hours on one core: use `num_proc`); "none" only checks that the file exists.
 
-`load_mimic_cxr` columns: `image` (a path, decoded on access), `report` (under the section policy), `subject_id`,
+`load_mimic_cxr` columns: `image` (a path, undecoded), `report` (under the section policy), `subject_id`,
 `study_id`, `dicom_id`, `view` (ViewPosition), `split` ("train", "validate" or "test"; "validation" is accepted as an
 argument) and, when the CheXpert CSV is there, its 14 labels (float; None where blank). `reports=` points at the
 reports zip or folder when they are not under `root` (as mimic-cxr-reports.zip, mimic-cxr-reports/files/ or
@@ -356,7 +359,7 @@ def load_mimic_cxr(
         "num_proc": num_proc,
     }
     features = {
-        "image": Image(),
+        "image": Image(decode=False),
         "report": Value("string"),
         "subject_id": Value("int64"),
         "study_id": Value("int64"),
@@ -420,7 +423,7 @@ def load_training_csv(
     }
     features = Features(
         {
-            "image": Image(),
+            "image": Image(decode=False),
             "report": Value("string"),
             "subject_id": Value("int64"),
             "study_id": Value("int64"),

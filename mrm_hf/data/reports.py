@@ -151,9 +151,11 @@ def check_report_policy(policy: str) -> str:
 
 
 def report_text(report: str, policy: ReportPolicy = "full") -> str:
-    """The text the model sees: the whole report on one line, findings + impression, or the impression ("" if none)."""
+    """The text the model sees: the whole report on one line, findings + impression, or the impression ("" if none,
+    and "" for a whole report with no word beyond its banner and headings, such as "FINAL REPORT" alone)."""
     if check_report_policy(policy) == "full":
-        return _flatten(report)
+        words = _HEADING.sub(" ", _BANNER.sub(" ", report))
+        return _flatten(report) if re.search(r"[^\W_]", words) else ""
     sections = extract_sections(report)
     if policy == "impression":
         return sections["impression"]
