@@ -33,6 +33,9 @@ setup(
         "dicom": ["pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"],
         # The label-efficiency grid's figure (examples/run_label_efficiency.py).
         "plot": ["matplotlib"],
+        # LoRA fine-tuning (run_classification.py --lora_rank, the grid's lora mode); 0.18.1 is the first peft release
+        # that imports with transformers 5 (0.18.0 needed it, 0.18.1 guards the removed HybridCache import).
+        "lora": ["peft>=0.18.1"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
@@ -42,6 +45,7 @@ setup(
             "torchvision",
             "scikit-learn",
             "matplotlib",
+            "peft>=0.18.1",
             "tensorboard",
             "pydicom>=2.4",
             "pylibjpeg>=2.0",
