@@ -33,8 +33,9 @@ setup(
         "dicom": ["pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"],
         # The label-efficiency grid's figure (examples/run_label_efficiency.py).
         "plot": ["matplotlib"],
-        # LoRA fine-tuning (run_classification.py --lora_rank, the grid's lora mode); 0.18.1 is the first peft release
-        # that imports with transformers 5 (0.18.0 needed it, 0.18.1 guards the removed HybridCache import).
+        # LoRA fine-tuning (run_classification.py --lora_rank, the grid's lora mode). transformers 5 needs peft 0.18.0 or
+        # later; 0.18.1 also guards an import transformers 5 removed (HybridCache). tests/test_lora.py passes with
+        # peft 0.18.1 on transformers 5.24.0 and with 0.21.2 on 5.24.0 and 5.25.0.
         "lora": ["peft>=0.18.1"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
