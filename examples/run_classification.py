@@ -21,6 +21,10 @@ on the command line, e.g. `--learning_rate 1e-3`, wins):
 The best checkpoint by validation mean AUC is tested; `test_results.json` and `all_results.json` hold the per-class
 and mean AUC (null where a class has one label value only), `test_predictions.csv` every test image's logits, and the
 output folder works with `pipeline("image-classification", model=output_dir)`.
+
+LoRA instead of full fine-tuning (`pip install 'mrm-hf[lora]'`): `--lora_rank 8` trains rank-8 adapters on each encoder
+block's attention projections (`--lora_target_modules qkv,proj,fc1,fc2` adds the MLP) and the head, the encoder
+frozen; the output folder then holds the adapters merged into a plain classifier, and `adapter/` the peft adapter.
 """
 
 import argparse
