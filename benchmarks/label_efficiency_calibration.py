@@ -132,7 +132,7 @@ def within_class_correlation(labels: np.ndarray, scores: list[np.ndarray]) -> fl
     return float(np.mean(values))
 
 
-# ---- a real grid ------------------------------------------------------------------------------------------------------
+# ---- a real grid -----------------------------------------------------------------------------------------------------
 
 
 def grid_runs(root: Path) -> tuple[np.ndarray, list[np.ndarray], list[float]]:

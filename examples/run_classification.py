@@ -179,9 +179,9 @@ class ModelArguments:
     lora_rank: int | None = field(
         default=None,
         metadata={
-            "help": "Parameter-efficient fine-tuning (needs `pip install 'mrm-hf[lora]'`): freeze the encoder, add LoRA "
-            "adapters of this rank to its --lora_target_modules, train them and the classifier head. Saved as a peft "
-            "adapter (adapter/) and merged into a plain classifier (the output folder)."
+            "help": "Parameter-efficient fine-tuning (needs `pip install 'mrm-hf[lora]'`): freeze the encoder, add "
+            "LoRA adapters of this rank to its --lora_target_modules, train them and the classifier head. Saved as a "
+            "peft adapter (adapter/) and merged into a plain classifier (the output folder)."
         },
     )
     lora_alpha: float | None = field(

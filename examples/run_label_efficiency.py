@@ -70,7 +70,8 @@ MODE_DESCRIPTIONS = {
     "linear_probe": "Linear probe: only the classifier head is trained; the encoder and its pooling LayerNorm stay as "
                     "loaded (`--linear_probe`).",
     "lora": "LoRA: the encoder stays frozen; low-rank adapters on its blocks' projections (`--lora_target_modules`, "
-            "by default the attention's qkv and proj) and the classifier head are trained, then merged (`--lora_rank`).",
+            "by default the attention's qkv and proj) and the classifier head are trained, then merged "
+            "(`--lora_rank`).",
     "finetune": "Full fine-tuning: every weight of the encoder and the head is trained.",
 }
 LORA_OPTIONS = ("--lora_rank", "--lora_alpha", "--lora_dropout", "--lora_target_modules")
@@ -252,7 +253,7 @@ def bootstrap_mean_aucs(labels: np.ndarray, score_sets: list[np.ndarray], sample
 
 
 def t_quantile(probability: float, df: float) -> float:
-    """Student's t quantile, for any df >= 1 (fractional too, as Welch-Satterthwaite gives); the normal one for inf.
+    """Student's t quantile, for any df >= 1 (fractional too); the normal one for inf.
 
     With t = sqrt(df) tan(theta), theta has the density cos(theta)^(df - 1) / B(df/2, 1/2) on (-pi/2, pi/2): smooth
     and bounded, so Simpson's rule integrates it exactly enough, and bisection inverts it.
@@ -314,14 +315,18 @@ def run_interval(full_a: np.ndarray, replicates_a: np.ndarray, confidence: float
     between training runs as well as test-set sampling when every side has two seeds or more.
 
     `full_*`: each run's mean AUC on the whole test set; `replicates_*`: the same on shared bootstrap resamples of the
-    test images (`bootstrap_mean_aucs`); `paired`: A's and B's runs are the same seeds in the same order. The variance of the estimate is the seed part (the sample variance over
-    seeds divided by their number: of the per-seed differences when A and B ran the same seeds, which pairs them by
-    training-label draw, else Welch's sum of both sides) plus the test-image part (the bootstrap variance of the
-    seed-averaged estimate, on resamples shared by every run). The interval is Student's t with Welch-Satterthwaite
-    degrees of freedom (the test-image part, from many resamples, counts as known): with few seeds its quantile is
-    large (4.30 at 95% for 3 seeds when the seeds dominate), which resampling the seeds themselves cannot give (a
-    bootstrap over 3 values sees 10 distinct means, and 2/3 of their variance). With one seed on either side the
-    interval covers test-set sampling only.
+    test images (`bootstrap_mean_aucs`); `paired`: A's and B's runs are the same seeds in the same order.
+
+    The variance of the estimate is the seed part (the sample variance over seeds divided by their number: of the
+    per-seed differences when A and B ran the same seeds, which pairs them by training-label draw, else the sum of both
+    sides') plus the test-image part (the bootstrap variance of the seed-averaged estimate, on resamples shared by
+    every run). The interval is Student's t with the seed part's degrees of freedom (seeds - 1, the fewer side's when
+    unpaired): with 3 seeds, 4.30 standard errors either side at 95%. Resampling the seeds instead (a hierarchical
+    bootstrap) sees 10 distinct means of 3 seeds and 2/3 of their variance, and gives about 1.6 standard errors. Welch-
+    Satterthwaite degrees of freedom, counting the test-image part as known, would narrow the interval as that part
+    grows, but the two parts overlap (each run's own noise per image is in both), and the calibration
+    (benchmarks/label_efficiency_calibration.py) found them over 5% when the seeds dominate. With one seed on either
+    side the interval covers test-set sampling only.
     """
     point = float(np.mean(full_a) - (np.mean(full_b) if full_b is not None else 0.0))
     estimates = replicates_a.mean(axis=1) - (replicates_b.mean(axis=1) if replicates_b is not None else 0.0)
@@ -329,13 +334,11 @@ def run_interval(full_a: np.ndarray, replicates_a: np.ndarray, confidence: float
     if min(len(side) for side in sides) < 2:
         return images_only_interval(point, estimates, confidence)
     if full_b is not None and paired:
-        parts = [(float(np.var(full_a - full_b, ddof=1)) / len(full_a), len(full_a) - 1)]
+        seed_variance = float(np.var(full_a - full_b, ddof=1)) / len(full_a)
     else:
-        parts = [(float(np.var(side, ddof=1)) / len(side), len(side) - 1) for side in sides]
-    seed_variance = sum(variance for variance, _ in parts)
-    variance = seed_variance + float(np.var(estimates, ddof=1))
-    df = variance**2 / sum(v**2 / k for v, k in parts) if seed_variance > 0 else math.inf
-    half = t_quantile(0.5 + confidence / 2.0, max(df, 1.0)) * math.sqrt(variance)
+        seed_variance = sum(float(np.var(side, ddof=1)) / len(side) for side in sides)
+    df = min(len(side) for side in sides) - 1
+    half = t_quantile(0.5 + confidence / 2.0, df) * math.sqrt(seed_variance + float(np.var(estimates, ddof=1)))
     return Interval(point, point - half, point + half, SEEDS_AND_IMAGES, df)
 
 
@@ -373,8 +376,8 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str, int], tuple[float, float
 
 
 def compare(runs: list[Run], root: Path, samples: int, confidence: float) -> tuple[dict, list[dict]]:
-    """Per mode and fraction: each model's mean test AUC over its seeds, and each pair's difference, with `run_interval`'s
-    intervals, every run of the cell scored on the same bootstrap resamples of the test images.
+    """Per mode and fraction: each model's mean test AUC over its seeds, and each pair's difference, with
+    `run_interval`'s intervals, every run of the cell scored on the same bootstrap resamples of the test images.
 
     Returns ({(model, mode, fraction): Interval}, [one dict per pair of models and cell]).
     """
@@ -422,7 +425,8 @@ def write_markdown(summary, differences, path: Path, confidence: float, samples:
              "Mean ± sample standard deviation over seeds (n = number of seeds) of each run's test mean AUC.", ""]
     for mode in [m for m in MODES if any(key[1] == m for key in summary)]:
         lines += [f"## {mode}", "", MODE_DESCRIPTIONS[mode], "",
-                  "| model | " + " | ".join(f"{f}% labels" for f in fractions) + " |", "|---|" + "---|" * len(fractions)]
+                  "| model | " + " | ".join(f"{f}% labels" for f in fractions) + " |",
+                  "|---|" + "---|" * len(fractions)]
         for model in dict.fromkeys(key[0] for key in summary):
             cells = [cell(summary[model, mode, f]) if (model, mode, f) in summary else "" for f in fractions]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -430,11 +434,12 @@ def write_markdown(summary, differences, path: Path, confidence: float, samples:
     if differences and all(d["covers"] == SEEDS_AND_IMAGES for d in differences):
         seeds = min(d["seeds"] for d in differences)
         lines += [f"## Differences (A − B), {confidence:.0%} interval over seeds and test images", "",
-                  f"Each model's test mean AUC averaged over its {seeds} or more seeds, A and B paired by seed (the same "
-                  "training-label draw). The interval adds two sources of variation: retraining (the sample variance "
-                  f"of the per-seed differences over the {seeds} seeds) and test-set sampling ({samples} bootstrap "
-                  "resamples of the test images, the same for both models); it is Student's t with Welch-Satterthwaite "
-                  "degrees of freedom (df), wide when there are few seeds. An interval that excludes 0 is a difference "
+                  f"Each model's test mean AUC averaged over its seeds ({seeds} or more), A and B paired by seed (the "
+                  "same training-label draw) where they ran the same ones. The interval adds two sources of "
+                  f"variation: retraining (the sample variance of the per-seed differences over the {seeds} seeds) and "
+                  f"test-set sampling ({samples} bootstrap resamples of the test images, the same for both models); it "
+                  "is Student's t with the seeds' degrees of freedom (df: seeds − 1), wide when there are few seeds. "
+                  "An interval that excludes 0 is a difference "
                   "larger than what training another seed and drawing another test set of this size produce by "
                   f"chance, at {confidence:.0%}; it says nothing of other data, recipes or step budgets.", "",
                   "| mode | labels | A | B | A − B | interval | excludes 0 | df | seeds | test images |",
@@ -442,7 +447,7 @@ def write_markdown(summary, differences, path: Path, confidence: float, samples:
         for d in differences:
             lines.append(f"| {d['mode']} | {d['fraction']}% | {d['model_a']} | {d['model_b']} | "
                          f"{d['difference']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] | "
-                         f"{'yes' if d['excludes_zero'] else 'no'} | {d['df']:.1f} | {d['seeds']} | "
+                         f"{'yes' if d['excludes_zero'] else 'no'} | {d['df']} | {d['seeds']} | "
                          f"{d['test_images']} |")
         lines.append("")
     elif differences:
@@ -466,7 +471,7 @@ def plot(estimates: dict, path: Path, confidence: float) -> None:
     import matplotlib.pyplot as plt
 
     figure = draw(estimates, confidence)
-    figure.savefig(path)
+    figure.savefig(path, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -480,7 +485,7 @@ def draw(estimates: dict, confidence: float):
 
     fractions = sorted({key[2] for key in estimates})
     series = list(dict.fromkeys((key[0], key[1]) for key in estimates))
-    figure, axes = plt.subplots(figsize=(max(4.0, 2.0 + 1.6 * len(fractions)), 4), dpi=120)
+    figure, axes = plt.subplots(figsize=(max(4.0, 2.0 + 1.6 * len(fractions)) + 2.5, 4), dpi=120)  # + the legend
     width = min(0.5, 0.12 * len(series))  # the series side by side around each fraction, so no bar hides another
     for number, (model, mode) in enumerate(series):
         points = sorted((key[2], value) for key, value in estimates.items() if key[:2] == (model, mode))
@@ -496,7 +501,7 @@ def draw(estimates: dict, confidence: float):
     covers = {value.covers for value in estimates.values()}
     axes.set_ylabel(f"test mean AUC\n({confidence:.0%} interval: {' / '.join(sorted(covers))})", fontsize=9)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # beside, not on, the bars
     figure.tight_layout()
     return figure
 

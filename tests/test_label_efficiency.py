@@ -76,8 +76,8 @@ def test_grid_tables_match_the_runs_and_a_second_invocation_skips_them(tmp_path,
             assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (n=2)" in markdown
 
     # The difference's interval, recomputed directly with scikit-learn on the same resamples: the variance of the
-    # per-seed differences over the 2 seeds plus the bootstrap variance over the test images, Student t with
-    # Welch-Satterthwaite degrees of freedom
+    # per-seed differences over the 2 seeds plus the bootstrap variance over the test images, Student t with the seeds'
+    # degrees of freedom
     difference = next(d for d in result["differences"] if d["fraction"] == 100)
     predictions = {}
     for seed in (0, 1):
@@ -101,11 +101,12 @@ def test_grid_tables_match_the_runs_and_a_second_invocation_skips_them(tmp_path,
     replicates = replicates[:200]
     per_seed = [roc_auc_score(labels, predictions["a", s]) - roc_auc_score(labels, predictions["b", s]) for s in (0, 1)]
     seed_part, image_part = np.var(per_seed, ddof=1) / 2, np.var(replicates, ddof=1)
-    df = (seed_part + image_part) ** 2 / (seed_part**2 / 1)
+    df = 1  # the seeds' degrees of freedom: 2 seeds - 1
     half = scipy.stats.t.ppf(0.975, df) * np.sqrt(seed_part + image_part)
     assert difference["difference"] == pytest.approx(np.mean(per_seed), abs=1e-12)
     assert difference["df"] == pytest.approx(df) and difference["covers"] == "seeds and test images"
-    assert (difference["low"], difference["high"]) == pytest.approx((np.mean(per_seed) - half, np.mean(per_seed) + half))
+    expected = (np.mean(per_seed) - half, np.mean(per_seed) + half)
+    assert (difference["low"], difference["high"]) == pytest.approx(expected)
     assert f"[{difference['low']:+.4f}, {difference['high']:+.4f}]" in markdown
     assert "95% interval over seeds and test images" in markdown and "test images only" not in markdown
 
@@ -173,9 +174,8 @@ def test_one_seed_intervals_cover_test_images_only_and_several_seeds_widen_with_
     assert three.covers == "seeds and test images" and three.point == pytest.approx(0.70)
     # the seeds' std 0.04 dominates: close to t(2) * 0.04 / sqrt(3) = 0.099 either side, not a bootstrap's 0.02
     seeds, images = np.var(full, ddof=1) / 3, np.var(replicates.mean(axis=1), ddof=1)
-    df = (seeds + images) ** 2 / (seeds**2 / 2)
-    assert three.df == pytest.approx(df) and 2 < df < 2.5
-    assert three.high - three.point == pytest.approx(scipy.stats.t.ppf(0.975, df) * np.sqrt(seeds + images))
+    assert three.df == 2
+    assert three.high - three.point == pytest.approx(scipy.stats.t.ppf(0.975, 2) * np.sqrt(seeds + images))
     assert 0.09 < three.high - three.point < 0.11 and three.low == pytest.approx(2 * three.point - three.high)
 
 
@@ -209,8 +209,8 @@ def test_one_seed_grid_of_three_modes_says_its_interval_covers_test_images_only_
     covid = shared_path("data", "covid")
     tiny_config().save_pretrained(tmp_path / "random-config")
     argv = grid_argv(tmp_path, f"a={tiny_checkpoint(tmp_path / 'a', 0)},b=random", covid)
-    own = ["--models", argv[1], "--fractions", "100", "--seeds", "0", "--modes", "finetune,lora,linear_probe", "--lora_rank", "2",
-           "--random_config", str(tmp_path / "random-config")]
+    own = ["--models", argv[1], "--fractions", "100", "--seeds", "0", "--modes", "finetune,lora,linear_probe",
+           "--lora_rank", "2", "--random_config", str(tmp_path / "random-config")]
     argv = own + argv[argv.index("--bootstrap_samples"):]
     result = run_label_efficiency.main(argv)
     root = tmp_path / "grid"

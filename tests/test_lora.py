@@ -23,14 +23,17 @@ def tiny_classifier(num_labels=3, seed=0):
     return MRMForImageClassification(tiny_config(num_labels=num_labels, problem_type="multi_label_classification"))
 
 
-@pytest.mark.parametrize("modules, adapted", [(None, ("qkv", "proj")), ("qkv,proj,fc1,fc2", ("qkv", "proj", "fc1", "fc2"))])
+@pytest.mark.parametrize(
+    "modules, adapted", [(None, ("qkv", "proj")), ("qkv,proj,fc1,fc2", ("qkv", "proj", "fc1", "fc2"))]
+)
 def test_only_the_adapters_and_the_head_receive_gradients(modules, adapted):
     model_args = ModelArguments(model_type="mrm", lora_rank=4, lora_target_modules=modules)
     model = add_lora_adapters(tiny_classifier(), model_args)
     torch.manual_seed(1)
     output = model(pixel_values=torch.randn(2, 3, 32, 32), labels=torch.randint(0, 2, (2, 3)).float())
     output.loss.backward()
-    with_grad = sorted(name for name, p in model.named_parameters() if p.grad is not None)  # lora_B starts at 0: A's is 0
+    # lora_B starts at 0, so lora_A's first gradient is 0: count the gradients that exist
+    with_grad = sorted(name for name, p in model.named_parameters() if p.grad is not None)
     trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
 
     layers, blocks = 2, {"qkv": "attention.qkv", "proj": "attention.proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
