@@ -38,6 +38,10 @@ setup(
         # The demo page (examples/app.py, a Gradio Space): DICOM uploads and the why-heatmaps as well.
         "app": ["gradio>=5", "captum>=0.7", "matplotlib", "pydicom>=2.4", "pylibjpeg>=2.0", "pylibjpeg-libjpeg",
                 "pylibjpeg-openjpeg"],
+        # LoRA fine-tuning (run_classification.py --lora_rank, the grid's lora mode). transformers 5 needs peft 0.18.0 or
+        # later; 0.18.1 also guards an import transformers 5 removed (HybridCache). tests/test_lora.py passes with
+        # peft 0.18.1 on transformers 5.24.0 and with 0.21.2 on 5.24.0 and 5.25.0.
+        "lora": ["peft>=0.18.1"],
         # timm is the reference the published models were built on; it needs torchvision.
         "test": [
             "pytest",
@@ -47,6 +51,7 @@ setup(
             "torchvision",
             "scikit-learn",
             "matplotlib",
+            "peft>=0.18.1",
             "tensorboard",
             "pydicom>=2.4",
             "pylibjpeg>=2.0",

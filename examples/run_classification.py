@@ -21,10 +21,16 @@ on the command line, e.g. `--learning_rate 1e-3`, wins):
 The best checkpoint by validation mean AUC is tested; `test_results.json` and `all_results.json` hold the per-class
 and mean AUC (null where a class has one label value only), `test_predictions.csv` every test image's logits, and the
 output folder works with `pipeline("image-classification", model=output_dir)`.
+
+LoRA instead of full fine-tuning (`pip install 'mrm-hf[lora]'`): `--lora_rank 8` trains rank-8 adapters on each encoder
+block's attention projections (`--lora_target_modules qkv,proj,fc1,fc2` adds the MLP) and the head, the encoder
+frozen; the output folder then holds the adapters merged into a plain classifier, and `adapter/` the peft adapter.
 """
 
 import argparse
+import copy
 import csv
+import importlib.util
 import logging
 import math
 import os
@@ -39,7 +45,9 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingAr
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMImageProcessor
 from mrm_hf.data import (
     MULTI_LABEL,
+    SAMPLE_INDEX,
     ClassificationCollator,
+    SeededDraws,
     label_names,
     label_subset,
     load_chexpert,
@@ -93,6 +101,9 @@ RECIPES = {
     for key, (lr, warmup, steps) in _PUBLISHED_SCHEDULES.items()
 }
 RECIPE_NAMES = ("nih", "chexpert", "rsna", "covid")
+# The linear layers of an encoder block that LoRA can adapt: attention (fused query-key-value, output) and MLP.
+LORA_MODULES = {"qkv": "attention.qkv", "proj": "attention.proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+LORA_DEFAULT_MODULES = ("qkv", "proj")
 
 DATASET_DESCRIPTIONS = {
     "nih": "NIH ChestX-ray14 on the published MRM split (70/10/20 by image, as REFERS; not the official test split)",
@@ -165,6 +176,24 @@ class ModelArguments:
         default=False,
         metadata={"help": "Freeze everything but the classifier head (the pooling LayerNorm stays as loaded)."},
     )
+    lora_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "Parameter-efficient fine-tuning (needs `pip install 'mrm-hf[lora]'`): freeze the encoder, add "
+            "LoRA adapters of this rank to its --lora_target_modules, train them and the classifier head. Saved as a "
+            "peft adapter (adapter/) and merged into a plain classifier (the output folder)."
+        },
+    )
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "With --lora_rank: the adapters' scale is alpha / rank; default alpha = rank."}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "With --lora_rank: dropout on the adapters' input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": f"With --lora_rank: which of each encoder block's linear layers get adapters, from "
+                          f"{list(LORA_MODULES)}; default {','.join(LORA_DEFAULT_MODULES)} (the attention "
+                          "projections), all four to add the MLP."},
+    )
 
     def __post_init__(self):
         if (self.model_name_or_path is None) == (self.model_type is None):
@@ -180,8 +209,37 @@ class ModelArguments:
         if self.layer_decay is not None and self.linear_probe:
             raise ValueError("--layer_decay scales the encoder's learning rates, which --linear_probe freezes: "
                              "expected one of them; found both.")
+        if self.lora_rank is None:
+            given = [f"--{name}" for name in ("lora_alpha", "lora_target_modules") if getattr(self, name) is not None]
+            given += ["--lora_dropout"] if self.lora_dropout else []
+            if given:
+                raise ValueError(f"{', '.join(given)} shape LoRA adapters: expected them only with --lora_rank; "
+                                 "found no --lora_rank.")
+        else:
+            self._check_lora()
         if self.drop_path_rate is None:
             self.drop_path_rate = 0.0 if self.linear_probe else PUBLISHED_DROP_PATH_RATE
+
+    def _check_lora(self):
+        if self.lora_rank < 1:
+            raise ValueError(f"--lora_rank: expected a positive integer; found {self.lora_rank}.")
+        for option in ("linear_probe", "layer_decay"):
+            if getattr(self, option) not in (None, False):
+                raise ValueError(f"--lora_rank trains adapters and the head of a frozen encoder: expected no "
+                                 f"--{option} with it; found --{option} {getattr(self, option)}.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"--lora_dropout: expected a value in [0, 1); found {self.lora_dropout}.")
+        if self.lora_alpha is None:
+            self.lora_alpha = float(self.lora_rank)
+        text = self.lora_target_modules or ",".join(LORA_DEFAULT_MODULES)
+        modules = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in modules if name not in LORA_MODULES]
+        if unknown or not modules:
+            raise ValueError(f"--lora_target_modules: expected names from {list(LORA_MODULES)}; found {text!r}.")
+        self.lora_target_modules = ",".join(modules)
+        if importlib.util.find_spec("peft") is None:
+            raise ImportError("--lora_rank: expected the `peft` package; found it missing. Install it with "
+                              "`pip install 'mrm-hf[lora]'` (or `pip install 'peft>=0.18.1'`).")
 
 
 @dataclass
@@ -358,19 +416,45 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
     return data
 
 
-def prepare(data: DatasetDict, image_processor: MRMImageProcessor, size: int, crop_min_scale: float) -> DatasetDict:
-    """The splits with on-the-fly `pixel_values`: the published augmentation on train, the evaluation view elsewhere."""
-    return DatasetDict(
-        {
-            split: rows.with_transform(
-                FineTuningTransform(image_processor, train=split == "train", size=size, scale=(crop_min_scale, 1.0))
-            )
-            for split, rows in data.items()
-        }
-    )
+def prepare(data: DatasetDict, image_processor: MRMImageProcessor, size: int, crop_min_scale: float,
+            draws: SeededDraws | None = None) -> DatasetDict:
+    """The splits with on-the-fly `pixel_values`: the published augmentation on train, the evaluation view elsewhere.
+
+    With `draws`, each training image's crop and flip come from (seed, epoch, its row), not from torch's global
+    generator, which the DataLoader's look-ahead advances before a checkpoint is saved: a resumed run then draws
+    what the uninterrupted one drew.
+    """
+    splits = {}
+    for split, rows in data.items():
+        if split == "train" and draws is not None:
+            rows = rows.remove_columns([c for c in rows.column_names if c == SAMPLE_INDEX])
+            rows = rows.add_column(SAMPLE_INDEX, list(range(len(rows))))
+        transform = FineTuningTransform(image_processor, train=split == "train", size=size,
+                                        scale=(crop_min_scale, 1.0), seed=draws if split == "train" else None)
+        splits[split] = rows.with_transform(transform)
+    return DatasetDict(splits)
 
 
 # ---- model -----------------------------------------------------------------------------------------------------------
+
+
+def source_config(model_args: ModelArguments) -> MRMConfig:
+    """The MRM config the model starts from: the checkpoint's, or for `--model_type mrm` the published ViT-B/16 or
+    --config_name's (with --config_overrides); an error for a missing checkpoint or another model type."""
+    path = model_args.model_name_or_path
+    if path is None:
+        config = AutoConfig.from_pretrained(model_args.config_name) if model_args.config_name else MRMConfig()
+        if not isinstance(config, MRMConfig):
+            raise ValueError(f"--config_name {model_args.config_name}: expected an 'mrm' config; found a "
+                             f"{config.model_type!r} one.")
+        if model_args.config_overrides:
+            apply_config_overrides(config, model_args.config_overrides)
+        return config
+    config = AutoConfig.from_pretrained(path)
+    if not isinstance(config, MRMConfig):
+        raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {path}; found model_type "
+                         f"{config.model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`.")
+    return config
 
 
 def load_model(model_args: ModelArguments, class_names: list[str], problem_type: str) -> MRMForImageClassification:
@@ -387,13 +471,8 @@ def load_model(model_args: ModelArguments, class_names: list[str], problem_type:
         problem_type=problem_type,
         drop_path_rate=model_args.drop_path_rate,
     )
+    config = source_config(model_args)
     if path is None:
-        config = AutoConfig.from_pretrained(model_args.config_name) if model_args.config_name else MRMConfig()
-        if not isinstance(config, MRMConfig):
-            raise ValueError(f"--config_name {model_args.config_name}: expected an 'mrm' config; found a "
-                             f"{config.model_type!r} one.")
-        if model_args.config_overrides:
-            apply_config_overrides(config, model_args.config_overrides)
         config.update(labels)
         config.validate()
         logger.warning("Training a randomly initialised MRM classifier from scratch (no pre-training).")
@@ -401,10 +480,6 @@ def load_model(model_args: ModelArguments, class_names: list[str], problem_type:
         if model_args.linear_probe:
             freeze_for_linear_probe(model)
         return model
-    config = AutoConfig.from_pretrained(path)
-    if not isinstance(config, MRMConfig):
-        raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {path}; found model_type "
-                         f"{config.model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`.")
     has_head = any(name.endswith("ForImageClassification") for name in config.architectures or [])
     old_names = [config.id2label[i] for i in sorted(config.id2label)] if has_head else []
     mismatched = has_head and config.num_labels != len(class_names)
@@ -434,6 +509,32 @@ def freeze_for_linear_probe(model: MRMForImageClassification) -> list[str]:
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith("classifier."))
     return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+
+
+def add_lora_adapters(model: MRMForImageClassification, model_args: ModelArguments):
+    """A peft model: LoRA adapters on the encoder blocks' `--lora_target_modules`, the classifier head trained in full
+    (`modules_to_save`), everything else frozen (the pooling LayerNorm too, as in the linear probe)."""
+    from peft import LoraConfig, get_peft_model
+
+    layers = "|".join(LORA_MODULES[name].replace(".", r"\.") for name in model_args.lora_target_modules.split(","))
+    config = LoraConfig(
+        r=model_args.lora_rank,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=rf"image_encoder\.layers\.\d+\.({layers})",  # a string is matched in full, here the encoder's
+        modules_to_save=["classifier"],
+    )
+    peft_model = get_peft_model(model, config)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    logger.info("LoRA rank %d on %s: %d of %d parameters trainable (adapters and head).", model_args.lora_rank,
+                model_args.lora_target_modules, trainable, total)
+    return peft_model
+
+
+def merged_classifier(peft_model) -> MRMForImageClassification:
+    """A plain MRMForImageClassification with the adapters folded into the encoder's weights (the trained model is
+    left as it is): what `pipeline("image-classification")` and the Auto classes load without peft."""
+    return copy.deepcopy(peft_model).merge_and_unload()
 
 
 def image_processor_for(model: MRMForImageClassification) -> MRMImageProcessor:
@@ -538,8 +639,7 @@ def model_card_fields(
         image_size=config.image_size,
         hyperparameters={
             "encoder": f"ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch {config.patch_size}",
-            "head": "linear on the mean patch token, after LayerNorm" + (" (linear probe: only the head trained)"
-                                                                         if model_args.linear_probe else ""),
+            "head": "linear on the mean patch token, after LayerNorm" + training_mode(model_args),
             "loss": "binary cross-entropy with logits" if config.problem_type == MULTI_LABEL else "cross-entropy",
             "recipe": recipe_text,
             "optimizer": f"{_name(training_args.optim)} ({training_args.optim_args or 'defaults'}), weight decay "
@@ -554,6 +654,17 @@ def model_card_fields(
             "model selection": f"best validation {training_args.metric_for_best_model}",
         },
     )
+
+
+def training_mode(model_args: ModelArguments) -> str:
+    """What was trained besides the head, as the model card says it."""
+    if model_args.linear_probe:
+        return " (linear probe: only the head trained)"
+    if model_args.lora_rank is not None:
+        return (f" (LoRA: the head and rank-{model_args.lora_rank} adapters, alpha {model_args.lora_alpha:g}, dropout "
+                f"{model_args.lora_dropout:g}, on the encoder's {model_args.lora_target_modules} trained; the encoder "
+                "frozen, the adapters merged into it)")
+    return ""
 
 
 def card_eval_results(metrics: dict, class_names: list[str], dataset: str) -> list:
@@ -596,18 +707,21 @@ def main(argv: list[str] | None = None) -> dict:
                 problem_type)
     model = load_model(model_args, class_names, problem_type)
     image_processor = image_processor_for(model)
-    splits = prepare(data, image_processor, model.config.image_size, data_args.crop_min_scale)
+    processing_class = processing_class_for(model, model_args.model_name_or_path, image_processor)
+    draws = SeededDraws(training_args.seed)
+    splits = prepare(data, image_processor, model.config.image_size, data_args.crop_min_scale, draws)
 
     results = {}
     trainer = ClassificationTrainer(
-        model=model,
+        model=model if model_args.lora_rank is None else add_lora_adapters(model, model_args),
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         data_collator=ClassificationCollator(problem_type),
-        processing_class=processing_class_for(model, model_args.model_name_or_path, image_processor),
+        processing_class=processing_class,
         compute_metrics=make_compute_metrics(class_names, problem_type),
         layer_decay=model_args.layer_decay,
+        draws=draws,
         model_card=lambda folder: write_model_card(
             folder,
             MODEL_CARD_TEMPLATE,
@@ -642,8 +756,12 @@ def main(argv: list[str] | None = None) -> dict:
         logger.warning("The %s data has no test split: only the validation AUC is reported.", data_args.dataset)
 
     # The best checkpoint, with the image processor and the code for trust_remote_code; saved last because with
-    # --push_to_hub Trainer uploads the whole folder here, model card and test results included.
-    trainer.save_model()
+    # --push_to_hub Trainer uploads the whole folder here, model card and test results included. With LoRA the folder
+    # holds the merged classifier, and adapter/ the peft adapter (adapter_config.json, adapter_model.safetensors).
+    if model_args.lora_rank is not None and trainer.is_world_process_zero():
+        merged_classifier(trainer.model).save_pretrained(training_args.output_dir)
+        processing_class.save_pretrained(training_args.output_dir)
+    trainer.save_model(None if model_args.lora_rank is None else str(Path(training_args.output_dir) / "adapter"))
     if not training_args.push_to_hub:
         trainer.create_model_card()
     return results

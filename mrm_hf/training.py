@@ -379,11 +379,14 @@ class MRMPreTrainer(CardWritingTrainer):
 
 
 class ClassificationTrainer(CardWritingTrainer):
-    """Trainer with optional layer-wise lr decay (`layer_decay_parameter_groups`)."""
+    """Trainer with optional layer-wise lr decay (`layer_decay_parameter_groups`), and told each epoch to the
+    training transform's seeded draws when given (`draws`, a `SeededDraws`)."""
 
-    def __init__(self, *args, layer_decay: float | None = None, **kwargs):
+    def __init__(self, *args, layer_decay: float | None = None, draws=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.layer_decay = layer_decay
+        if draws is not None:
+            self.add_callback(_DrawsEpoch(draws))
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The optimizer of `args.optim`, over layer-decayed groups when `layer_decay` is set."""

@@ -323,9 +323,10 @@ def parse_script_arguments(script: str, arguments: list[str]) -> None:
 
         grid, passthrough = run_label_efficiency.parse_arguments(arguments)
         for model, path in grid.models.items():
-            run = run_label_efficiency.Run(model, grid.modes[0], grid.fractions[0], grid.seeds[0])
-            parse_arguments(run_label_efficiency.run_argv(run, path, Path(grid.output_dir), passthrough,
-                                                          grid.random_config))
+            for mode in grid.modes:
+                run = run_label_efficiency.Run(model, mode, grid.fractions[0], grid.seeds[0])
+                parse_arguments(run_label_efficiency.run_argv(run, path, Path(grid.output_dir), passthrough,
+                                                              grid.random_config, grid.lora))
         return
     from pretraining_setup import DataArguments, ModelArguments, PretrainingArguments
 
