@@ -26,12 +26,24 @@ def reconstruct(model: MRMForPreTraining, pixel_values: torch.Tensor, noise: tor
 
 
 def save_reconstruction_figure(
-    model: MRMForPreTraining, pixel_values: torch.Tensor, image_processor: MRMImageProcessor, path, seed: int = 0
+    model: MRMForPreTraining,
+    pixel_values: torch.Tensor,
+    image_processor: MRMImageProcessor,
+    path,
+    seed: int = 0,
+    is_main_process: bool = True,
 ) -> Path:
-    """A PNG grid, one row per sample: original | masked input | reconstruction."""
+    """A PNG grid, one row per sample: original | masked input | reconstruction.
+
+    In a run of several processes, call it on every one: a sharded (FSDP, DeepSpeed ZeRO-3) model's forward gathers
+    its weights from all of them. Only the main process writes the file.
+    """
     noise = torch.rand(pixel_values.shape[0], model.config.num_patches, generator=torch.Generator().manual_seed(seed))
     device = next(model.parameters()).device
     columns = reconstruct(model, pixel_values.to(device), noise.to(device))
+    path = Path(path)
+    if not is_main_process:
+        return path
     mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).reshape(-1, 1, 1)
     std = torch.tensor(image_processor.image_std, dtype=torch.float32).reshape(-1, 1, 1)
 
@@ -47,7 +59,6 @@ def save_reconstruction_figure(
     for row in range(len(pixel_values)):
         for column, images in enumerate(columns):
             figure.paste(to_image(images[row]), (pad + column * (side + pad), header + row * (side + pad)))
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.save(path)
     return path
