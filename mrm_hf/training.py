@@ -92,13 +92,14 @@ def check_engine(accelerator, args=None, sharded: bool = True) -> None:
                 "not support (it accumulates gradients by hand): run examples/run_pretraining.py (Trainer) with it."
             )
         if running != engine:
-            why = (
-                " (accelerate enables FSDP and DeepSpeed only on accelerators such as GPUs, not on a CPU run: "
-                "--use_cpu or no GPU; for DeepSpeed on CPUs set DS_ACCELERATOR=cpu and leave out --use_cpu)"
-                if running in (DistributedType.MULTI_CPU, DistributedType.NO) else ""
-            )
+            why = {
+                DistributedType.MULTI_CPU: " (accelerate enables FSDP and DeepSpeed on accelerators such as GPUs, not "
+                "on a CPU run: --use_cpu or no GPU; DeepSpeed runs on CPUs with DS_ACCELERATOR=cpu and without "
+                "--use_cpu)",
+                DistributedType.NO: " (a single process: launch several, e.g. accelerate launch --num_processes N)",
+            }.get(running, "")
             raise RuntimeError(
-                f"{name}: expected a {name}-sharded run, as the given {name} configuration asks; found a "
+                f"{name}: expected a run sharded by {name}, as the given {name} configuration asks; found a "
                 f"{running.value} run{why}. Stopping rather than training unsharded."
             )
 

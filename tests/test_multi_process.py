@@ -153,3 +153,39 @@ print(sum(p.double().sum().item() for p in model.parameters()))
 """
     total = float(run_without_mrm_hf(code, run.straight.parent).strip().splitlines()[-1])
     assert total == pytest.approx(sum(p.double().sum().item() for p in model.parameters()), rel=1e-12)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate's process-wide state, reset after the test: the test sets it up under a launcher's variables."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("script", ["run_pretraining", "run_pretraining_no_trainer"])
+def test_fsdp_config_on_an_unsharded_run_stops_it(script, tmp_path, monkeypatch, fresh_accelerate_state):
+    # What `accelerate launch --config_file accelerate_fsdp.yaml` sets; on a CPU accelerate leaves the run unsharded.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    expected = "found a NO run" if script == "run_pretraining" else "found FSDP, which the Accelerate loop does not"
+    with pytest.raises(RuntimeError, match=f"FSDP: expected .*; {expected}"):
+        __import__(script).main([*TINY, "--output_dir", str(tmp_path / "out"), "--tokenizer_name", "demo"])
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("name, distributed_type", [("FSDP", "MULTI_CPU"), ("DEEPSPEED", "MULTI_CPU"), ("FSDP", "NO")])
+def test_sharding_requested_but_not_running_names_why(name, distributed_type, monkeypatch):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from mrm_hf.training import check_engine
+
+    monkeypatch.setenv(f"ACCELERATE_USE_{name}", "true")
+    accelerator = SimpleNamespace(distributed_type=DistributedType[distributed_type])
+    why = "not on a CPU run" if distributed_type == "MULTI_CPU" else "a single process"
+    with pytest.raises(RuntimeError, match=f"found a {DistributedType[distributed_type].value} run .*{why}"):
+        check_engine(accelerator)
+    check_engine(SimpleNamespace(distributed_type=DistributedType[name]))  # sharded as asked: runs
