@@ -493,5 +493,20 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
             * training_args.world_size
             * training_args.gradient_accumulation_steps,
             "epochs": training_args.num_train_epochs,
+            "saved weights": saved_weights_text(model),
         },
+    )
+
+
+def saved_weights_text(model) -> str:
+    """The precision of the saved weights, and where fp32 ones are when they are not: a DeepSpeed bf16 (or fp16) run
+    trains the model itself in that precision and keeps fp32 master weights in its optimizer state only (FSDP keeps
+    fp32 parameters and computes in bf16; Trainer's and Accelerate's --bf16 autocast leave the weights fp32)."""
+    dtype = next(model.parameters()).dtype
+    if dtype == torch.float32:
+        return "float32"
+    return (
+        f"{str(dtype).removeprefix('torch.')}, as DeepSpeed trained them; the fp32 master weights are in each "
+        "checkpoint: `python checkpoint-N/zero_to_fp32.py checkpoint-N fp32 --safe_serialization` writes them to "
+        "fp32/model.safetensors"
     )

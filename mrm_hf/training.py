@@ -78,6 +78,14 @@ def check_engine(accelerator, args=None, sharded: bool = True) -> None:
     not use it, rather than train unsharded without a word: accelerate 1.16 turns FSDP on only on accelerators (a CPU
     run stays plain DDP whatever its config) and DeepSpeed not under --use_cpu. `sharded=False`: the script has no
     sharded path at all (the Accelerate loop), so any such configuration stops it."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # what torchrun and accelerate launch started
+    if accelerator.num_processes != launched:
+        raise RuntimeError(
+            f"The launcher started {launched} processes (WORLD_SIZE): expected them to train as one run; found "
+            f"accelerate setting up {accelerator.num_processes} (each process would train alone on the same batches). "
+            "accelerate finds no process-group backend on a CPU run without --use_cpu: DeepSpeed on CPUs "
+            "(DS_ACCELERATOR=cpu) needs --ddp_backend gloo."
+        )
     requested = {
         "FSDP": parse_flag_from_env("ACCELERATE_USE_FSDP") or bool(getattr(args, "fsdp", None)),
         "DeepSpeed": parse_flag_from_env("ACCELERATE_USE_DEEPSPEED") or bool(getattr(args, "deepspeed", None)),
@@ -94,8 +102,8 @@ def check_engine(accelerator, args=None, sharded: bool = True) -> None:
         if running != engine:
             why = {
                 DistributedType.MULTI_CPU: " (accelerate enables FSDP and DeepSpeed on accelerators such as GPUs, not "
-                "on a CPU run: --use_cpu or no GPU; DeepSpeed runs on CPUs with DS_ACCELERATOR=cpu and without "
-                "--use_cpu)",
+                "on a CPU run: --use_cpu or no GPU; DeepSpeed runs on CPUs with DS_ACCELERATOR=cpu, --ddp_backend gloo "
+                "and without --use_cpu)",
                 DistributedType.NO: " (a single process: launch several, e.g. accelerate launch --num_processes N)",
             }.get(running, "")
             raise RuntimeError(

@@ -21,6 +21,8 @@ def set_up_with_fsdp_on_cpu(self, *args, fsdp_plugin=None, **kwargs):
     set_up(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
     if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
         self.distributed_type = DistributedType.FSDP
+        if self._mixed_precision != "no":  # as accelerate does for FSDP on GPUs
+            fsdp_plugin.set_mixed_precision(self._mixed_precision)
         self.fsdp_plugin = fsdp_plugin
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 

@@ -38,12 +38,20 @@ ENGINES = {
     # The shipped FSDP2 config (full shard, one MRMLayer / MRMReportLayer per unit), in fp32 on 2 processes.
     "fsdp-trainer": [*TWO_PROCESSES, "--config_file", str(FSDP_CONFIG), str(FSDP_ON_CPU),
                      str(EXAMPLES / "run_pretraining.py")],  # fmt: skip
+    # The shipped ZeRO-2 config in fp32 on 2 processes: DeepSpeed's CPU accelerator, gloo named (without a backend,
+    # accelerate 1.16 sets each process up as the only one), no --use_cpu (under it accelerate leaves DeepSpeed off).
+    "deepspeed-trainer": ["env", "DS_ACCELERATOR=cpu", *TWO_PROCESSES, "--config_file",
+                          str(EXAMPLES / "configs" / "accelerate_deepspeed_zero2.yaml"),
+                          str(EXAMPLES / "run_pretraining.py"), "--ddp_backend", "gloo"],  # fmt: skip
 }
-CHECKPOINT = {"ddp-trainer": "checkpoint-", "ddp-accelerate": "step_", "fsdp-trainer": "checkpoint-"}
+CHECKPOINT = {"ddp-trainer": "checkpoint-", "ddp-accelerate": "step_", "fsdp-trainer": "checkpoint-",
+              "deepspeed-trainer": "checkpoint-"}  # fmt: skip
 # The Trainer runs share the demo's fixed vocabulary, so that DDP and FSDP train the same model on the same ids
 # (tokenizers does not train the same WordPiece vocabulary twice, huggingface/tokenizers#1794); the Accelerate loop's
 # run trains one on the reports.
-TOKENIZER = {"ddp-trainer": ["--tokenizer_name", "demo"], "ddp-accelerate": [], "fsdp-trainer": ["--tokenizer_name", "demo"]}
+DEMO_VOCABULARY = ["--tokenizer_name", "demo"]
+TOKENIZER = {"ddp-trainer": DEMO_VOCABULARY, "ddp-accelerate": [], "fsdp-trainer": DEMO_VOCABULARY,
+             "deepspeed-trainer": DEMO_VOCABULARY}  # fmt: skip
 
 
 def step_losses(engine: str, output_dir: Path, printed: str) -> dict[int, dict]:
@@ -62,7 +70,8 @@ class Run:
     def __init__(self, engine: str, root: Path):
         self.engine, self.prefix = engine, CHECKPOINT[engine]
         self.straight, self.resumed = root / "straight", root / "resumed"
-        command = [*ENGINES[engine], *TINY, *STEPS, *TOKENIZER[engine]]
+        tiny = [a for a in TINY if a != "--use_cpu"] if engine.startswith("deepspeed") else TINY
+        command = [*ENGINES[engine], *tiny, *STEPS, *TOKENIZER[engine]]
         self.printed = launch([*command, "--output_dir", str(self.straight)], root)
         self.resumed.mkdir()  # as a run killed after its step-2 checkpoint left it
         shutil.copytree(self.straight / f"{self.prefix}2", self.resumed / f"{self.prefix}2")
@@ -184,8 +193,35 @@ def test_sharding_requested_but_not_running_names_why(name, distributed_type, mo
     from mrm_hf.training import check_engine
 
     monkeypatch.setenv(f"ACCELERATE_USE_{name}", "true")
-    accelerator = SimpleNamespace(distributed_type=DistributedType[distributed_type])
+    accelerator = SimpleNamespace(distributed_type=DistributedType[distributed_type], num_processes=1)
     why = "not on a CPU run" if distributed_type == "MULTI_CPU" else "a single process"
     with pytest.raises(RuntimeError, match=f"found a {DistributedType[distributed_type].value} run .*{why}"):
         check_engine(accelerator)
-    check_engine(SimpleNamespace(distributed_type=DistributedType[name]))  # sharded as asked: runs
+    check_engine(SimpleNamespace(distributed_type=DistributedType[name], num_processes=1))  # sharded as asked: runs
+
+
+def test_processes_that_would_each_train_alone_stop(monkeypatch):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from mrm_hf.training import check_engine
+
+    # accelerate 1.16 under DeepSpeed on CPUs without --ddp_backend: each of 2 processes sets up as the only one.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="started 2 processes .* found accelerate setting up 1 .*--ddp_backend gloo"):
+        check_engine(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, num_processes=1))
+
+
+def test_deepspeed_zero2_trainer_shards_the_optimizer_resumes_exactly_and_saves_the_full_model(runs):
+    pytest.importorskip("deepspeed", reason="opt-in: DeepSpeed ZeRO-2 runs where deepspeed is installed (README)")
+    run = runs("deepspeed-trainer")
+    assert "Gradient Accumulation steps = 1" in run.printed, run.printed[-3000:]
+    # ZeRO-2: each process holds its part of the optimizer state.
+    optimizer_parts = sorted(p.name for p in (run.straight / "checkpoint-2").rglob("zero_pp_rank_*_optim_states.pt"))
+    assert optimizer_parts == [f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt" for rank in (0, 1)]
+    assert_resumes_exactly(run)
+    assert_final_folder_loads(run.straight)
+    ddp = runs("ddp-trainer").losses
+    for step in run.losses:
+        assert run.losses[step]["loss"] == pytest.approx(ddp[step]["loss"], rel=1e-5)
