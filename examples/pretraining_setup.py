@@ -412,13 +412,20 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
 
 
 def device_augmentation(
-    model, image_processor, data_args: DataArguments, draws: SeededDraws | None = None
+    model, image_processor, data_args: DataArguments, draws: SeededDraws | None = None, device=None
 ) -> DeviceAugmentation | None:
     """Under --augment_on_device, the batched crop, resize, flip and normalisation that turn the collated
     `decoded_images` into `pixel_values` on the training device; else None. `draws`, the collator's, keys each
-    sample's crop and flip by (seed, epoch, sample) as the CPU path does (the collator's `set_epoch` moves both)."""
+    sample's crop and flip by (seed, epoch, sample) as the CPU path does (the collator's `set_epoch` moves both).
+    On a CPU `device` it warns: there the batched augmentation runs in the training process, between steps."""
     if not data_args.augment_on_device:
         return None
+    if device is not None and torch.device(device).type == "cpu":
+        logger.warning(
+            "--augment_on_device on a CPU: the crop, resize, flip and normalisation then run in the training process "
+            "between steps instead of in the DataLoader workers, at about 0.25x the published pipeline's images/s "
+            "(benchmarks/data_throughput.py). It pays on an accelerator only: leave it out on CPUs."
+        )
     return DeviceAugmentation(
         image_processor,
         size=model.config.reconstruction_size,

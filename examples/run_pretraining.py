@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collator,
         processing_class=processor,
         decay_tokens=training_args.decay_tokens,
-        device_augmentation=device_augmentation(model, image_processor, data_args, collator.draws),
+        device_augmentation=device_augmentation(
+            model, image_processor, data_args, collator.draws, training_args.device
+        ),
         model_card=lambda folder: write_card(
             folder, model, model_args, data_args, training_args,
             metrics={k: v for k, v in results.items() if "loss" in k or k == "epoch"},

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args, seed=args.seed)
-    augment = device_augmentation(model, image_processor, data_args, collator.draws)  # None unless --augment_on_device
+    # None unless --augment_on_device
+    augment = device_augmentation(model, image_processor, data_args, collator.draws, accelerator.device)
 
     loader_options = dict(collate_fn=collator, num_workers=args.dataloader_num_workers)
     # Its own generator: building an iterator (again, on resume) then leaves torch's global generator alone.
