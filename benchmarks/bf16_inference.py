@@ -51,11 +51,15 @@ def main(argv=None) -> int:
                 if index:
                     times[name].append(seconds)
                 outputs[name] = output.logits.float()
-        features = {name: model.image_encoder(pixel_values.to(model.dtype)).pooler_output.float() for name, model in models.items()}
+        features = {
+            name: model.image_encoder(pixel_values.to(model.dtype)).pooler_output.float()
+            for name, model in models.items()
+        }
 
     def errors(values: dict) -> str:
         difference = values["bf16"] - values["fp32"]
-        return f"{(difference.norm() / values['fp32'].norm()).item():.2e} relative, {difference.abs().max().item():.2e} max"
+        relative = (difference.norm() / values["fp32"].norm()).item()
+        return f"{relative:.2e} relative, {difference.abs().max().item():.2e} max"
 
     probabilities = {name: logits.sigmoid() for name, logits in outputs.items()}
     print(f"MRM ViT-B/16 classifier, {config.image_size} px, batch {args.batch_size}, CPU x {torch.get_num_threads()} "

@@ -134,7 +134,8 @@ def main(argv=None) -> int:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
             loss = ours[name](**common, labels=batch["masked_labels"]).loss
         loss.backward()
-        grads[name] = (loss.item(), torch.cat([p.grad.flatten() for p in ours[name].parameters() if p.grad is not None]))
+        gradients = [p.grad.flatten() for p in ours[name].parameters() if p.grad is not None]
+        grads[name] = (loss.item(), torch.cat(gradients))
         ours[name].zero_grad(set_to_none=True)
     loss_error = abs(grads["bf16"][0] - grads["masked"][0]) / abs(grads["masked"][0])
     grad_error = ((grads["bf16"][1] - grads["masked"][1]).norm() / grads["masked"][1].norm()).item()
