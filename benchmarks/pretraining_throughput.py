@@ -29,6 +29,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from mrm_hf import MRMConfig, MRMForPreTraining
 from mrm_hf.training import parameter_groups
+from mrm_hf.utils import apply_config_overrides
 
 
 class RandomRecords(torch.utils.data.Dataset):
@@ -142,7 +143,8 @@ def run_accelerate(model, dataset, args, device) -> tuple[float, float]:
     )
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1.5e-4, betas=(0.9, 0.95))
+    # Fused, as the Accelerate loop and Trainer's default (adamw_torch_fused) build it.
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1.5e-4, betas=(0.9, 0.95), fused=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     model.train()
@@ -171,7 +173,8 @@ def main(argv=None):
     default_precision = "bf16" if torch.cuda.is_available() else "fp32"
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=default_precision)
     parser.add_argument("--peak_tflops", type=float, help="the device's peak TFLOP/s at this precision, for MFU")
-    parser.add_argument("--attn_implementation", choices=("sdpa", "eager"), default="sdpa")
+    parser.add_argument("--attn_implementation", choices=("sdpa", "eager", "flash_attention_2"), default="sdpa")
+    parser.add_argument("--config_overrides", help="MRMConfig changes, e.g. a tiny model for a dry run on a CPU")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--paths", default="trainer,accelerate", help="which of trainer,accelerate to run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -189,9 +192,12 @@ def main(argv=None):
 
     device = torch.device(args.device)
     config = MRMConfig(sparse_prediction=True)  # as the pre-training scripts run it
+    if args.config_overrides:
+        apply_config_overrides(config, args.config_overrides)
     dataset = RandomRecords(config, args.batch_size * (args.warmup_steps + args.steps))
     print(
-        f"MRM ViT-B/16 {config.reconstruction_size}->{config.image_size}, batch {args.batch_size}, {args.precision}, "
+        f"MRM {'ViT-B/16' if not args.config_overrides else 'with ' + args.config_overrides} "
+        f"{config.reconstruction_size}->{config.image_size}, batch {args.batch_size}, {args.precision}, "
         f"{args.attn_implementation}{', gradient checkpointing' if args.gradient_checkpointing else ''}, "
         f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch {torch.__version__}"
     )

@@ -413,13 +413,20 @@ def prepare(records: DatasetDict, model, image_processor, tokenizer, data_args: 
 
 
 def device_augmentation(
-    model, image_processor, data_args: DataArguments, draws: SeededDraws | None = None
+    model, image_processor, data_args: DataArguments, draws: SeededDraws | None = None, device=None
 ) -> DeviceAugmentation | None:
     """Under --augment_on_device, the batched crop, resize, flip and normalisation that turn the collated
     `decoded_images` into `pixel_values` on the training device; else None. `draws`, the collator's, keys each
-    sample's crop and flip by (seed, epoch, sample) as the CPU path does (the collator's `set_epoch` moves both)."""
+    sample's crop and flip by (seed, epoch, sample) as the CPU path does (the collator's `set_epoch` moves both).
+    On a CPU `device` it warns: there the batched augmentation runs in the training process, between steps."""
     if not data_args.augment_on_device:
         return None
+    if device is not None and torch.device(device).type == "cpu":
+        logger.warning(
+            "--augment_on_device on a CPU: the crop, resize, flip and normalisation then run in the training process "
+            "between steps instead of in the DataLoader workers, at about 0.25x the published pipeline's images/s "
+            "(benchmarks/data_throughput.py). It pays on an accelerator only: leave it out on CPUs."
+        )
     return DeviceAugmentation(
         image_processor,
         size=model.config.reconstruction_size,
@@ -510,5 +517,20 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
             * training_args.world_size
             * training_args.gradient_accumulation_steps,
             "epochs": training_args.num_train_epochs,
+            "saved weights": saved_weights_text(model),
         },
+    )
+
+
+def saved_weights_text(model) -> str:
+    """The precision of the saved weights, and where fp32 ones are when they are not: a DeepSpeed bf16 (or fp16) run
+    trains the model itself in that precision and keeps fp32 master weights in its optimizer state only (FSDP keeps
+    fp32 parameters and computes in bf16; Trainer's and Accelerate's --bf16 autocast leave the weights fp32)."""
+    dtype = next(model.parameters()).dtype
+    if dtype == torch.float32:
+        return "float32"
+    return (
+        f"{str(dtype).removeprefix('torch.')}, as DeepSpeed trained them; the fp32 master weights are in each "
+        "checkpoint: `python checkpoint-N/zero_to_fp32.py checkpoint-N fp32 --safe_serialization` writes them to "
+        "fp32/model.safetensors"
     )

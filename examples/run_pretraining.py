@@ -24,7 +24,7 @@ from mrm_hf.checkpoints import resolve_checkpoint
 from mrm_hf.figures import save_reconstruction_figure
 from mrm_hf.hub import check_hub_access
 from mrm_hf.processing_mrm import processor_for_model
-from mrm_hf.training import MRMPreTrainer, derive_schedule
+from mrm_hf.training import MRMPreTrainer, check_engine, derive_schedule
 from mrm_hf.utils import setup_logging
 from pretraining_setup import (
     device_augmentation,
@@ -79,12 +79,15 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collator,
         processing_class=processor,
         decay_tokens=training_args.decay_tokens,
-        device_augmentation=device_augmentation(model, image_processor, data_args, collator.draws),
+        device_augmentation=device_augmentation(
+            model, image_processor, data_args, collator.draws, training_args.device
+        ),
         model_card=lambda folder: write_card(
             folder, model, model_args, data_args, training_args,
             metrics={k: v for k, v in results.items() if "loss" in k or k == "epoch"},
         ),  # fmt: skip
     )
+    check_engine(trainer.accelerator, training_args)  # an FSDP or DeepSpeed config that this run would not use stops it
     train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     results.update(train_result.metrics)
     if "validation" in records:
@@ -92,12 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.log_metrics("all", results)
     trainer.save_metrics("all", results)
     trainer.save_state()
-    if trainer.is_world_process_zero():
-        samples = figure_samples(records, model, image_processor, data_args.num_figure_samples)
-        figure = save_reconstruction_figure(
-            model, samples, image_processor, Path(training_args.output_dir) / "reconstruction.png"
-        )
-        logger.info("Reconstruction figure: %s", figure)
+    # Every process draws: a sharded model's forward needs them all; the main one writes.
+    samples = figure_samples(records, model, image_processor, data_args.num_figure_samples)
+    figure = save_reconstruction_figure(
+        model, samples, image_processor, Path(training_args.output_dir) / "reconstruction.png",
+        is_main_process=trainer.is_world_process_zero(),
+    )  # fmt: skip
+    logger.info("Reconstruction figure: %s", figure)
     # Saving last: with --push_to_hub, Trainer uploads the whole folder here, model card included.
     trainer.save_model()
     if not training_args.push_to_hub:

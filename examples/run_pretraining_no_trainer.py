@@ -30,7 +30,7 @@ from mrm_hf.figures import save_reconstruction_figure
 from mrm_hf.hub import check_hub_access
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.report_filling import report_loss_by_image
-from mrm_hf.training import RunningMeans, accumulate_gradients, derive_schedule, parameter_groups
+from mrm_hf.training import RunningMeans, accumulate_gradients, check_engine, derive_schedule, parameter_groups
 from mrm_hf.utils import setup_logging
 from pretraining_setup import (
     device_augmentation,
@@ -47,6 +47,7 @@ from pretraining_setup import (
 
 logger = logging.getLogger(__name__)
 LOSSES = ("loss", "image_loss", "report_loss")
+FUSED_ADAMW_DEVICES = ("cpu", "cuda", "xpu")
 
 
 def evaluate(model, loader, accelerator, seed: int) -> dict[str, float]:
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         cpu=args.use_cpu,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    check_engine(accelerator, sharded=False)  # FSDP and DeepSpeed go through run_pretraining.py (Trainer)
     setup_logging(logging.INFO if accelerator.is_local_main_process else logging.ERROR)
     logger.info(accelerator.state)
     set_seed(args.seed)
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     image_processor = image_processor_for(model, model_args)
     processor = processor_for_model(model, tokenizer, image_processor)
     records, collator = prepare(records, model, image_processor, tokenizer, data_args, seed=args.seed)
-    augment = device_augmentation(model, image_processor, data_args, collator.draws)  # None unless --augment_on_device
+    # None unless --augment_on_device
+    augment = device_augmentation(model, image_processor, data_args, collator.draws, accelerator.device)
 
     loader_options = dict(collate_fn=collator, num_workers=args.dataloader_num_workers)
     # Its own generator: building an iterator (again, on resume) then leaves torch's global generator alone.
@@ -117,6 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
+        # One kernel over all parameters, as Trainer's default (adamw_torch_fused); the same results as the loop of
+        # per-tensor updates, in a fraction of the time.
+        fused=accelerator.device.type in FUSED_ADAMW_DEVICES,
     )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if eval_loader is not None:

@@ -54,14 +54,26 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
 
 
 def save_reconstruction_figure(
-    model: MRMForPreTraining, pixel_values: torch.Tensor, image_processor: MRMImageProcessor, path, seed: int = 0
+    model: MRMForPreTraining,
+    pixel_values: torch.Tensor,
+    image_processor: MRMImageProcessor,
+    path,
+    seed: int = 0,
+    is_main_process: bool = True,
 ) -> Path:
     """A PNG grid, one row per sample: original | masked input | reconstruction, under column titles, with a caption
     that says what the reconstruction shows (visible patches pasted back; predictions at the true patch's mean and
-    variance under norm-pix). Tiles are at least `TILE` px."""
+    variance under norm-pix). Tiles are at least `TILE` px.
+
+    In a run of several processes, call it on every one: a sharded (FSDP, DeepSpeed ZeRO-3) model's forward gathers
+    its weights from all of them. Only the main process writes the file.
+    """
     noise = torch.rand(pixel_values.shape[0], model.config.num_patches, generator=torch.Generator().manual_seed(seed))
     device = next(model.parameters()).device
     columns = reconstruct(model, pixel_values.to(device), noise.to(device))
+    path = Path(path)
+    if not is_main_process:
+        return path
     mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).reshape(-1, 1, 1)
     std = torch.tensor(image_processor.image_std, dtype=torch.float32).reshape(-1, 1, 1)
     side = pixel_values.shape[-1]
@@ -95,7 +107,6 @@ def save_reconstruction_figure(
     top = title_height + len(pixel_values) * (tile + pad) + pad // 2
     for number, line in enumerate(caption):
         draw.text((pad, top + number * line_height), line, fill=0, font=caption_font)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.save(path)
     return path

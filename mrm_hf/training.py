@@ -7,14 +7,16 @@ accumulation, and the model-card hook.
 
 import contextlib
 import logging
+import os
 import pickle
 import shutil
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType, parse_flag_from_env
 from torch import nn
-from transformers import Trainer, TrainerCallback
-from transformers.trainer import TRAINER_STATE_NAME
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .checkpoints import publish_checkpoint, reading_checkpoint, staging_folder
@@ -63,6 +65,65 @@ def derive_schedule(args, world_size: int) -> None:
         "Total batch %d (%d per step x %d accumulation), learning rate %.3g, warm-up %s of the steps",
         total, per_step, args.gradient_accumulation_steps, args.learning_rate, args.warmup_steps,
     )  # fmt: skip
+
+
+# ---- the engine ------------------------------------------------------------------------------------------------------
+
+
+SHARDED_ENGINES = {"FSDP": DistributedType.FSDP, "DeepSpeed": DistributedType.DEEPSPEED}
+
+
+def check_engine(accelerator, args=None, sharded: bool = True) -> None:
+    """Stop when an FSDP or DeepSpeed configuration was given (`accelerate launch --config_file` sets
+    ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED; Trainer also takes `--fsdp` and `--deepspeed`) but this run does
+    not use it, rather than train unsharded without a word: accelerate 1.16 turns FSDP on only on accelerators (a CPU
+    run stays plain DDP whatever its config) and DeepSpeed not under --use_cpu. `sharded=False`: the script has no
+    sharded path at all (the Accelerate loop), so any such configuration stops it."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # what torchrun and accelerate launch started
+    if accelerator.num_processes != launched:
+        raise RuntimeError(
+            f"The launcher started {launched} processes (WORLD_SIZE): expected them to train as one run; found "
+            f"accelerate setting up {accelerator.num_processes} (each process would train alone on the same batches). "
+            "accelerate finds no process-group backend on a CPU run without --use_cpu: DeepSpeed on CPUs "
+            "(DS_ACCELERATOR=cpu) needs --ddp_backend gloo."
+        )
+    requested = {
+        "FSDP": parse_flag_from_env("ACCELERATE_USE_FSDP") or bool(getattr(args, "fsdp", None)),
+        "DeepSpeed": parse_flag_from_env("ACCELERATE_USE_DEEPSPEED") or bool(getattr(args, "deepspeed", None)),
+    }
+    running = accelerator.distributed_type
+    for name, engine in SHARDED_ENGINES.items():
+        if not requested[name]:
+            continue
+        if not sharded:
+            raise RuntimeError(
+                f"{name}: expected a configuration this script can run; found {name}, which the Accelerate loop does "
+                "not support (it accumulates gradients by hand): run examples/run_pretraining.py (Trainer) with it."
+            )
+        if running != engine:
+            why = {
+                DistributedType.MULTI_CPU: " (accelerate enables FSDP and DeepSpeed on accelerators such as GPUs, not "
+                "on a CPU run: --use_cpu or no GPU; DeepSpeed runs on CPUs with DS_ACCELERATOR=cpu, --ddp_backend gloo "
+                "and without --use_cpu)",
+                DistributedType.NO: " (a single process: launch several, e.g. accelerate launch --num_processes N)",
+            }.get(running, "")
+            raise RuntimeError(
+                f"{name}: expected a run sharded by {name}, as the given {name} configuration asks; found a "
+                f"{running.value} run{why}. Stopping rather than training unsharded."
+            )
+
+
+def unsharded_model(model: nn.Module, state_dict: dict) -> PreTrainedModel:
+    """The model as its own class, holding the full `state_dict`: FSDP2's `fully_shard` changes a model's class to
+    `FSDP<Name>` (defined in torch), which `save_pretrained` would write into config.json's `auto_map` and
+    `architectures`, with torch's module files copied beside the weights."""
+    from torch.distributed.fsdp import FSDPModule
+
+    model_class = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+    with torch.device("meta"):
+        plain = model_class(model.config)
+    plain.load_state_dict(state_dict, assign=True)
+    return plain
 
 
 # ---- optimiser groups ------------------------------------------------------------------------------------------------
@@ -331,6 +392,27 @@ class MRMPreTrainer(CardWritingTrainer):
         output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in losses.items()})
         return output
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Under FSDP, Trainer saves no weights with a SHARDED_STATE_DICT, and with a FULL one saves them as FSDP2's
+        class (`unsharded_model`); nor does a sharded checkpoint get the processor, whose tokenizer a resume reads.
+        Here a checkpoint (`_internal_call`) holds the processor beside the sharded weights and optimizer state that
+        Trainer writes there, and the final folder the full fp32 weights, gathered from every process, as the model's
+        own class."""
+        if not self.is_fsdp_enabled:
+            return super().save_model(output_dir, _internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        state_dict = None if _internal_call else self.accelerator.get_state_dict(self.model)  # every process gathers
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+            if state_dict is not None:
+                model = self.accelerator.unwrap_model(self.model)
+                unsharded_model(model, state_dict).save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=getattr(self.args, "hub_revision", None))
+
     def _get_output_dir(self, trial) -> str:
         return str(self._staging_root) if self._staging_root is not None else super()._get_output_dir(trial)
 
@@ -410,8 +492,10 @@ __all__ = [
     "accumulate_gradients",
     "accumulated_loss",
     "accumulation_counts",
+    "check_engine",
     "decay_parameter_names",
     "derive_schedule",
     "layer_decay_parameter_groups",
     "parameter_groups",
+    "unsharded_model",
 ]

@@ -187,3 +187,18 @@ def test_scripts_pretrain_on_prepared_records_with_augmentation_on_the_device(sc
     logs = train_log(script, output_dir, capsys)
     assert len(logs) == 2 and all(np.isfinite(entry["loss"]) for entry in logs)
     assert len(calls) == 2 * 2  # two micro-batches per step (effective batch 8, 4 per step), on every one
+
+
+@pytest.mark.parametrize("device, warns", [("cpu", True), ("meta", False)])
+def test_augmentation_on_a_cpu_device_warns_that_it_does_not_pay(device, warns, caplog):
+    import pretraining_setup
+    from conftest import tiny_config
+
+    from mrm_hf import MRMForPreTraining
+
+    model = MRMForPreTraining(tiny_config())
+    data_args = pretraining_setup.DataArguments(augment_on_device=True)
+    with caplog.at_level("WARNING", logger=pretraining_setup.logger.name):
+        augment = pretraining_setup.device_augmentation(model, MRMImageProcessor(), data_args, device=device)
+    assert isinstance(augment, DeviceAugmentation)
+    assert ("--augment_on_device on a CPU" in caplog.text) == warns, caplog.text
