@@ -27,7 +27,9 @@ code on PYTHONPATH lacks (for example older code without on-device augmentation)
 """
 
 import argparse
+import atexit
 import io
+import os
 import sys
 import tempfile
 import time
@@ -186,6 +188,16 @@ def on_device_rates(folder: str, tokenizer, count: int, batch: int, device: torc
     return decode, on_device, 1.0 / (1.0 / decode + 1.0 / on_device)
 
 
+def end_as_forked_workers_do(_worker_id: int) -> None:
+    """worker_init_fn of "spawn" workers: end with os._exit, as forked workers do.
+
+    A spawned worker otherwise ends through the interpreter's normal shutdown, whose C++ static destructors run while
+    native threads it started (the tokenizers' thread pool among them) still run: "terminate called without an active
+    exception", an abort, when the loader's iterator is dropped mid-epoch. Forked workers end with os._exit and never
+    abort (measured: 4 of 4 runs aborted without this, 0 of 4 with it)."""
+    atexit.register(os._exit, 0)
+
+
 def worker_memory(loader, batches: int) -> tuple[float, float]:
     """Mean over workers of (peak RSS, anonymous memory) in MiB after `batches` batches: the anonymous memory is the
     worker's own heap, without the pages of the memory-mapped Arrow files it read. The loader should start its
@@ -270,7 +282,7 @@ def main(argv=None):
         del batches
         print(f"\nDataLoader of the pre-training script, prepared PGM records, {args.workers} workers: "
               f"{delivered:.1f} images/s")
-        loader_options["multiprocessing_context"] = "spawn"
+        loader_options.update(multiprocessing_context="spawn", worker_init_fn=end_as_forked_workers_do)
         small = worker_memory(torch.utils.data.DataLoader(dataset, **loader_options), args.loader_batches)
         grown = inputs["_make"](inputs["_pgm"], "grown", len(dataset) * args.growth)
         grown_dataset = script_records(grown, tokenizer)[0]
