@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import pipeline
 
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
-from mrm_hf.predict import DICOM_FIELDS, main
+from mrm_hf.predict import DICOM_FIELDS, load_model, main
 from mrm_hf.processing_mrm import encoder_image_processor
 from mrm_hf.segmentation import build_segmentation_model
 
@@ -120,3 +120,27 @@ def test_predict_explain_writes_a_figure_per_image(tmp_path):
           "--explain_steps", "2", "--num_workers", "0"])
     figures = sorted((tmp_path / "o" / "explanations").glob("*.png"))
     assert [f.name.rsplit("-", 1)[0] for f in figures] == ["colour", "eight"]
+
+
+def test_predict_in_bfloat16_scores_close_to_float32_and_refuses_explain(tmp_path):
+    model = save_classifier(tmp_path / "classifier")
+    torch.manual_seed(0)
+    classifier = MRMForImageClassification.from_pretrained(model)
+    torch.nn.init.normal_(classifier.classifier.weight, std=1.0)  # scores away from 0.5, so that a gap would show
+    classifier.save_pretrained(model)
+    write_studies(tmp_path / "studies")
+    rows = {}
+    for dtype in ("float32", "bfloat16"):
+        summary = main([str(model), str(tmp_path / "studies"), "--output_dir", str(tmp_path / dtype), "--dtype", dtype,
+                        "--num_workers", "0"])
+        assert (summary["scored"], summary["failed"]) == (3, 1), summary
+        rows[dtype] = {row["path"]: [float(row[label]) for label in LABELS]
+                       for row in read_rows(tmp_path / dtype / "predictions.csv")}
+    assert load_model(str(model), "cpu", explain=False, dtype="bfloat16")[0].dtype == torch.bfloat16
+    assert rows["bfloat16"].keys() == rows["float32"].keys()
+    for path, scores in rows["float32"].items():
+        assert np.isfinite(rows["bfloat16"][path]).all()
+        assert rows["bfloat16"][path] == pytest.approx(scores, abs=2e-2), path
+    with pytest.raises(SystemExit):
+        main([str(model), str(tmp_path / "studies"), "--output_dir", str(tmp_path / "x"), "--dtype", "bfloat16",
+              "--explain"])
