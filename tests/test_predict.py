@@ -7,14 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path, tiny_config
+from conftest import save_tiny_folder, shared_path, tiny_config
 from PIL import Image
 from transformers import pipeline
 
-from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
+from mrm_hf import MRMForPreTraining
 from mrm_hf.predict import DICOM_FIELDS, load_model, main
-from mrm_hf.processing_mrm import encoder_image_processor
-from mrm_hf.segmentation import build_segmentation_model
 
 
 pydicom = pytest.importorskip("pydicom", reason="DICOM needs pydicom: pip install \"mrm-hf[dicom]\"")
@@ -22,12 +20,7 @@ LABELS = ["Atelectasis", "Effusion", "Pneumothorax"]
 
 
 def save_classifier(folder):
-    torch.manual_seed(0)
-    config = tiny_config(num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
-                         problem_type="multi_label_classification")
-    MRMForImageClassification(config).save_pretrained(folder)
-    encoder_image_processor(32).save_pretrained(folder)
-    return folder
+    return save_tiny_folder(folder, "classifier", LABELS)
 
 
 def write_studies(folder):
@@ -77,11 +70,7 @@ def test_predict_scores_a_folder_reports_the_corrupt_file_and_resumes(tmp_path, 
 
 
 def test_predict_segments_csv_and_glob_inputs_with_masks_and_overlays(tmp_path):
-    torch.manual_seed(0)
-    MRMModel(tiny_config(num_hidden_layers=4)).save_pretrained(tmp_path / "encoder")
-    build_segmentation_model(str(tmp_path / "encoder"), decoder_channels=16, auxiliary_channels=8).save_pretrained(
-        tmp_path / "segmenter")
-    MRMImageProcessor(mode="segmentation", size={"height": 32, "width": 32}).save_pretrained(tmp_path / "segmenter")
+    save_tiny_folder(tmp_path / "segmenter", "segmentation")
     write_studies(tmp_path / "studies")
     dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
     with open(tmp_path / "list.csv", "w", newline="") as file:
@@ -123,11 +112,7 @@ def test_predict_explain_writes_a_figure_per_image(tmp_path):
 
 
 def test_predict_in_bfloat16_scores_close_to_float32_and_refuses_explain(tmp_path):
-    model = save_classifier(tmp_path / "classifier")
-    torch.manual_seed(0)
-    classifier = MRMForImageClassification.from_pretrained(model)
-    torch.nn.init.normal_(classifier.classifier.weight, std=1.0)  # scores away from 0.5, so that a gap would show
-    classifier.save_pretrained(model)
+    model = save_classifier(tmp_path / "classifier")  # its head drawn with std 1: scores away from 0.5
     write_studies(tmp_path / "studies")
     rows = {}
     for dtype in ("float32", "bfloat16"):
