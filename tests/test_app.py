@@ -19,7 +19,8 @@ from conftest import REPO_ROOT, SCREENSHOTS, save_tiny_folder, shared_path
 pytest.importorskip("gradio", reason="the demo page needs gradio: pip install \"mrm-hf[app]\"")
 pytest.importorskip("captum", reason="the demo page's why-heatmaps need captum: pip install \"mrm-hf[app]\"")
 pytest.importorskip("pydicom", reason="the DICOM upload needs pydicom: pip install \"mrm-hf[dicom]\"")
-sync_playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright").sync_playwright
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
+sync_playwright, PlaywrightTimeoutError = playwright_api.sync_playwright, playwright_api.TimeoutError
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("the browser test needs Chromium from the system's packages (apt-get install chromium); .ci/run "
@@ -67,9 +68,18 @@ def browser():
 
 def run_upload(page, url: str, path: Path, screenshot: Path, wait_for: str):
     """Open the page, upload one file, press Run, wait until `wait_for` holds, and save a screenshot."""
-    page.goto(url)
-    page.locator("#upload input[type=file]").set_input_files(str(path))
-    page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=60_000)
+    # A page still wiring its components can drop an upload (seen once, on a loaded machine): open it again and
+    # upload again, up to three times, before failing.
+    for attempt in range(3):
+        page.goto(url)
+        page.locator("#run").wait_for(timeout=60_000)
+        page.locator("#upload input[type=file]").set_input_files(str(path))
+        try:
+            page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=30_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     page.locator("#run").click()
     page.wait_for_function(wait_for, timeout=120_000)
     page.screenshot(path=str(screenshot), full_page=True)
