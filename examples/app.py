@@ -37,6 +37,7 @@ from mrm_hf.explain import explain_figure, finding_scores
 from mrm_hf.figures import save_reconstruction_figure
 from mrm_hf.pipelines import read_radiograph
 from mrm_hf.report_filling import TASK as REPORT_FILL_TASK
+from mrm_hf.segmentation import tint
 
 
 CLASSIFIER, SEGMENTATION, PRETRAINING = "classifier", "segmentation", "pre-training"
@@ -124,18 +125,18 @@ class Page:
         except Exception as error:  # noqa: BLE001
             return unreadable(upload, error), None, None, None
         image = shown(gray)
-        overlay = np.repeat(np.asarray(image)[..., None], 3, axis=-1).astype(np.float32)
+        drawn = np.zeros(gray.shape, dtype=bool)
         rows = []
         for segment in self.segmenter(gray):
             if segment["label"] == self.segmenter.model.config.id2label[0]:
                 continue  # the background
             mask = np.asarray(segment["mask"]) > 0
-            overlay[mask] = 0.5 * overlay[mask] + 0.5 * np.array([255.0, 0.0, 0.0])
+            drawn |= mask
             rows.append([segment["label"], int(mask.sum()), round(float(mask.mean()), 4)])
         if not rows:
             rows = [[label, 0, 0.0] for index, label in sorted(self.segmenter.model.config.id2label.items()) if index]
         message = f"**{Path(upload).name}**: the mask is drawn in red over the radiograph."
-        return message, image, Image.fromarray(overlay.astype(np.uint8)), rows
+        return message, image, Image.fromarray(tint(np.asarray(image), drawn)), rows
 
     def pretrain(self, upload, report: str):
         """(message, the image as read, reconstruction figure, report-filling table)."""

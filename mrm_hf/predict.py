@@ -42,6 +42,7 @@ from transformers import (
 from .explain import finding_scores
 from .image_processing_mrm import _is_dicom
 from .pipelines import read_radiograph, reads_radiographs
+from .segmentation import tint
 
 
 IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -259,9 +260,7 @@ def segment(model, image_processor, pixel_values, items, output_dir: Path) -> li
             row[f"{label}_area_px"], row[f"{label}_area_fraction"] = area, round(area / classes.size, 6)
         thumbnail = item["thumbnail"]
         shown = np.asarray(Image.fromarray(classes).resize(thumbnail.shape[::-1], Image.Resampling.NEAREST)) > 0
-        overlay = np.repeat(thumbnail[..., None], 3, axis=-1).astype(np.float32)
-        overlay[shown] = 0.5 * overlay[shown] + 0.5 * np.array([255.0, 0.0, 0.0])
-        Image.fromarray(overlay.astype(np.uint8)).save(output_dir / "overlays" / name)
+        Image.fromarray(tint(thumbnail, shown)).save(output_dir / "overlays" / name)
         row["mask"], row["overlay"] = f"masks/{name}", f"overlays/{name}"
         rows.append(row)
     return rows

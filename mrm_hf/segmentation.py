@@ -5,7 +5,8 @@ scales 1, 2, 3, 6) and an auxiliary FCN head on the third pyramid level, each tr
 plus a Dice loss x 1.0 that leaves out the background, the auxiliary head at 0.4 of that. The model saves as a plain
 `UperNetForSemanticSegmentation` folder (with the MRM image processor in segmentation mode), which
 `AutoModelForSemanticSegmentation` and `pipeline("image-segmentation")` open after `import mrm_hf`, or with
-`trust_remote_code=True` without it (the folder carries the code of its UperNet, `modeling_mrm.UperNetForSemanticSegmentation`).
+`trust_remote_code=True` without it (the folder carries the code of its UperNet,
+`modeling_mrm.UperNetForSemanticSegmentation`).
 """
 
 import random
@@ -118,8 +119,9 @@ def published_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class UperNetWithPublishedLoss(modeling_mrm.UperNetForSemanticSegmentation):
-    """UperNet on `MRMBackbone` (`modeling_mrm.UperNetForSemanticSegmentation`) trained with the published loss on both heads (the auxiliary one at
-    `config.auxiliary_loss_weight`). Its weights are a plain UperNet's: the saved folder loads as one."""
+    """UperNet on `MRMBackbone` (`modeling_mrm.UperNetForSemanticSegmentation`) trained with the published loss on
+    both heads (the auxiliary one at `config.auxiliary_loss_weight`). Its weights are a plain UperNet's: the saved
+    folder loads as one."""
 
     accepts_loss_kwargs = False
 
@@ -198,16 +200,21 @@ def pack_masks(masks) -> list[bytes]:
     return [row.tobytes() for row in np.packbits(masks.reshape(len(masks), -1) != 0, axis=1)]
 
 
+def tint(image: np.ndarray, mask: np.ndarray, colour=(255, 0, 0)) -> np.ndarray:
+    """An (H, W) gray or (H, W, 3) uint8 image as RGB, half `colour` where `mask` is on: how every overlay of the
+    project draws a mask."""
+    rgb = np.asarray(image)
+    rgb = (np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb).astype(np.float32)
+    on = np.asarray(mask, dtype=bool)
+    rgb[on] = 0.5 * rgb[on] + 0.5 * np.asarray(colour, dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
 def write_overlay(path, pixel_values: np.ndarray, true_mask: np.ndarray, predicted_mask: np.ndarray) -> Path:
     """A PNG of three panels: the image, the true mask (green) and the predicted mask (red) over it."""
     gray = np.clip(pixel_values[0] * MRM_STD + MRM_MEAN, 0.0, 1.0)
     gray = (gray * 255).astype(np.uint8)
-    panels = [np.stack([gray] * 3, axis=-1)]
-    for mask, colour in ((true_mask, (0, 255, 0)), (predicted_mask, (255, 0, 0))):
-        panel = panels[0].astype(np.float32)
-        on = np.asarray(mask, dtype=bool)
-        panel[on] = 0.5 * panel[on] + 0.5 * np.asarray(colour, dtype=np.float32)
-        panels.append(panel.astype(np.uint8))
+    panels = [tint(gray, np.zeros_like(gray)), tint(gray, true_mask, (0, 255, 0)), tint(gray, predicted_mask)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)
@@ -224,5 +231,6 @@ __all__ = [
     "pack_masks",
     "published_loss",
     "read_pair",
+    "tint",
     "write_overlay",
 ]

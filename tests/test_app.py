@@ -3,6 +3,7 @@ page served on localhost for a tiny classifier, segmentation and pre-training fo
 ../shared/data (a PNG and a DICOM) go through the upload; an unreadable file must give the page's message. Each step
 saves a screenshot, listed at the end of the test run."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -58,6 +59,20 @@ def serve(folder: Path, log: Path):
     raise AssertionError(f"examples/app.py did not answer at {url} within 180 s:\n{log.read_text()}")
 
 
+@contextlib.contextmanager
+def served(browser, tmp_path: Path, kind: str):
+    """examples/app.py serving a tiny folder of `kind` (conftest's `save_tiny_folder`), and a browser page to open it
+    in: (page, url, server process), both closed afterwards."""
+    process, url = serve(save_tiny_folder(tmp_path / kind, kind, LABELS), tmp_path / "app.log")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        yield page, url, process
+    finally:
+        page.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
@@ -102,9 +117,7 @@ def test_classifier_page_scores_a_png_and_a_dicom_and_names_an_unreadable_file(t
     dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    process, url = serve(save_tiny_folder(tmp_path / "classifier", "classifier", LABELS), tmp_path / "app.log")
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    with served(browser, tmp_path, "classifier") as (page, url, process):
         # Scores appear sorted, highest first, and the why-figure shows.
         scores_shown = ("document.querySelector('#scores') && document.querySelector('#scores').innerText"
                         ".includes('{}') && document.querySelector('#figure img')")
@@ -122,39 +135,23 @@ def test_classifier_page_scores_a_png_and_a_dicom_and_names_an_unreadable_file(t
                    "document.querySelector('#message').innerText.includes('Could not read')")
         assert "corrupt.png" in message(page)
         assert process.poll() is None, "the server stopped on an unreadable upload"
-        page.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_segmentation_page_draws_the_mask_and_its_area(tmp_path, browser):
     png = sorted(shared_path("data", "covid", "images").glob("*.png"))[0]
-    process, url = serve(save_tiny_folder(tmp_path / "segmenter", "segmentation"), tmp_path / "app.log")
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    with served(browser, tmp_path, "segmentation") as (page, url, process):
         run_upload(page, url, png, tmp_path / "segmentation.png",
                    "document.querySelector('#figure img') && document.querySelector('#scores tbody tr')")
         assert "mask is drawn" in message(page)
         areas = table_rows(page, ["structure", "area (px)", "area (fraction)"])
         assert len(areas) >= 1 and all(0.0 <= float(row[-1]) <= 1.0 for row in areas), areas
-        page.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_pretraining_page_reconstructs_and_fills_the_report(tmp_path, browser):
     dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
-    process, url = serve(save_tiny_folder(tmp_path / "pretraining", "pretraining"), tmp_path / "app.log")
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    with served(browser, tmp_path, "pretraining") as (page, url, process):
         run_upload(page, url, dicom, tmp_path / "pretraining.png",
                    "document.querySelector('#figure img') && document.querySelector('#scores tbody tr')")
         assert "reconstructed" in message(page)
         fills = table_rows(page, ["[MASK]", "word", "score"])
         assert len(fills) == 5, fills  # the top 5 words for the one [MASK]
-        page.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
