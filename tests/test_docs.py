@@ -1,6 +1,6 @@
-"""Every command and code snippet of the README, the model cards and the scripts' docstrings is run: here at tiny
-sizes, or by `.ci/run` (the Quick start, as written). Commands that need GPUs or credentialed data are parsed by the
-launcher and the script that would read them, so that no documented argument can go stale.
+"""Every command and code snippet of the README, the pages of docs/, the model cards and the scripts' docstrings is
+run: here at tiny sizes, or by `.ci/run` (the Quick start, as written). Commands that need GPUs or credentialed data
+are parsed by the launcher and the script that would read them, so that no documented argument can go stale.
 
 A command added to a document fails `test_every_documented_command_is_run_or_checked` until it is covered here.
 """
@@ -22,6 +22,9 @@ from published_reference import PublishedMRM, published_classifier, randomize_
 
 
 README = REPO_ROOT / "README.md"
+# The README and the reference pages it links: their bash blocks are run or checked here, their Python blocks by
+# tests/test_fresh_install.py.
+DOCUMENTS = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
 EXAMPLES = REPO_ROOT / "examples"
 DOCSTRING_SOURCES = [*sorted(EXAMPLES.glob("*.py")), REPO_ROOT / "mrm_hf" / "convert.py"]
 
@@ -44,12 +47,17 @@ def code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
+def document_name(path: Path) -> str:
+    return path.relative_to(REPO_ROOT).as_posix()
+
+
 def documented_commands() -> dict[str, list[str]]:
-    """Each command of the README's bash blocks and the scripts' docstrings, with the documents that show it."""
+    """Each command of the documents' bash blocks and the scripts' docstrings, with the documents that show it."""
     found = {}
-    for block in code_blocks(README.read_text(), "bash"):
-        for command in _join_lines(block.splitlines()):
-            found.setdefault(command, []).append("README.md")
+    for document in DOCUMENTS:
+        for block in code_blocks(document.read_text(), "bash"):
+            for command in _join_lines(block.splitlines()):
+                found.setdefault(command, []).append(document_name(document))
     for path in DOCSTRING_SOURCES:
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
         for command in _join_lines([line for line in docstring.splitlines() if line.startswith("    ")]):
@@ -78,7 +86,7 @@ NEEDS = {
     "accelerate_fsdp.yaml": "8 GPUs",
     "... --dataset": "the published downstream datasets",
     "--dataset siim": "SIIM-ACR (Kaggle)",
-    "examples/run_label_efficiency.py": "pre-trained models and a labelled dataset, for hours",
+    "image-only=out/": "pre-trained models of one's own and a labelled dataset, for hours",
 }
 
 
@@ -94,6 +102,27 @@ def test_every_documented_command_is_run_or_checked():
     assert "readme_command demo-command" in ci_script and "readme_command test-command" in ci_script
     uncovered = [c for c in documented_commands() if c not in ci and needs(c) is None and runner(c) is None]
     assert not uncovered, f"documented commands that no test runs or checks: {uncovered}"
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_every_docs_page_and_every_link_resolves():
+    readme = README.read_text()
+    pages = [document_name(page) for page in DOCUMENTS if page != README]
+    unlinked = [page for page in pages if f"]({page})" not in readme and f"]({page}#" not in readme]
+    assert not unlinked, f"README.md: expected a link to every page of docs/; found none to {unlinked}"
+    broken = []
+    for document in DOCUMENTS:
+        for target, anchor in re.findall(r"\]\(([^)#\s:]+)(?:#([^)\s]+))?\)", document.read_text()):
+            linked = document.parent / target
+            anchors = {heading_anchor(h) for h in re.findall(r"^#+ (.+)$", linked.read_text(), re.M)} \
+                if linked.is_file() else set()  # fmt: skip
+            if not linked.exists() or (anchor and anchor not in anchors):
+                broken.append(f"{document_name(document)}: {target}{'#' + anchor if anchor else ''}")
+    assert not broken, f"links to a missing file or heading: {broken}"
 
 
 # ---- commands that run, at tiny sizes ----------------------------------------------------------------------------------
@@ -206,28 +235,59 @@ def run_fill_report(tokens: list[str], cwd: Path) -> None:
     assert len(per_mask) == arguments[arguments.index("--report") + 1].count("[MASK]")
 
 
+def write_own_images(cwd: Path) -> list[Path]:
+    """The README's stand-ins for a user's own images, tiny: `my_images/` (8-bit and 16-bit PNGs, a bright disc where
+    the finding is), `my_labels.csv` and `my_test.csv` (`image_path` and two 0/1 findings, both values of each in
+    every CSV), `my_masks/` and `my_masks.csv` (each image with its disc's mask). Returns the images."""
+    import numpy as np
+
+    if (cwd / "my_images").is_dir():
+        return sorted((cwd / "my_images").iterdir())
+    (cwd / "my_images").mkdir()
+    (cwd / "my_masks").mkdir()
+    generator = np.random.default_rng(0)
+    rows, images = [], []
+    for number in range(28):
+        effusion, nodule = number % 2, (number // 2) % 2
+        y, x = np.mgrid[:48, :40]
+        disc = (y - 14 - 20 * effusion) ** 2 + (x - 20) ** 2 < 36
+        pixels = generator.normal(90, 20, (48, 40)) + 120 * disc + 40 * nodule
+        image = cwd / "my_images" / f"{number:04d}.png"
+        if number % 7 == 0:  # some 16-bit PNGs, as a scanner writes them
+            Image.fromarray((np.clip(pixels, 0, 255) * 257).astype(np.uint16)).save(image)
+        else:
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image)
+        Image.fromarray((disc * 255).astype(np.uint8)).save(cwd / "my_masks" / image.name)
+        rows.append((f"my_images/{image.name}", effusion, nodule))
+        images.append(image)
+    (cwd / "my_labels.csv").write_text("image_path,effusion,nodule\n" + "".join(f"{i},{e},{n}\n" for i, e, n in rows[:20]))
+    (cwd / "my_test.csv").write_text("image_path,effusion,nodule\n" + "".join(f"{i},{e},{n}\n" for i, e, n in rows[20:]))
+    (cwd / "my_masks.csv").write_text("image_path,mask_path\n" + "".join(f"{i},my_masks/{Path(i).name}\n"
+                                                                      for i, _, _ in rows))  # fmt: skip
+    return images
+
+
 def run_clinical(tokens: list[str], cwd: Path) -> None:
-    """The DICOM pipeline one-liner and `python -m mrm_hf.predict` (with --explain too) on a tiny classifier saved
-    under the documented name, with a real DICOM (../shared/data/dicom) as study.dcm and, beside a 16-bit PNG, in
-    studies/."""
+    """The DICOM pipeline one-liner and `python -m mrm_hf.predict` (with --explain too) on a tiny model saved under
+    the documented name (a segmenter where the name says so, else a classifier). The images: a real DICOM
+    (../shared/data/dicom) as study.dcm or, beside a 16-bit PNG, in studies/; the README's stand-ins for a user's own
+    images in my_images/."""
     import shutil
 
     import numpy as np
 
-    from conftest import shared_path, tiny_config
-    from mrm_hf import MRMForImageClassification
-    from mrm_hf.processing_mrm import encoder_image_processor
+    from conftest import save_tiny_folder, shared_path
 
-    dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
     code = tokens[2] if tokens[1] == "-c" else None
     folder = cwd / (re.search(r'model="([^"]+)"', code).group(1) if code else tokens[3])
     labels = ["Effusion", "Pneumothorax"]
-    config = tiny_config(num_labels=2, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-                         problem_type="multi_label_classification")
-    MRMForImageClassification(config).save_pretrained(folder)
-    encoder_image_processor(32).save_pretrained(folder)
+    segmenter = "segment" in folder.name
+    if segmenter:
+        save_tiny_folder(folder, "segmentation")
+    else:
+        save_tiny_folder(folder, "classifier", labels=labels)
     if code:
-        shutil.copy(dicom, cwd / "study.dcm")
+        shutil.copy(sorted(shared_path("data", "dicom").glob("*.dcm"))[0], cwd / "study.dcm")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
         result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                                 timeout=600)
@@ -237,14 +297,65 @@ def run_clinical(tokens: list[str], cwd: Path) -> None:
     from mrm_hf.predict import main
 
     arguments = tokens[3:]
-    (cwd / "studies").mkdir()
-    shutil.copy(dicom, cwd / "studies" / dicom.name)
-    Image.fromarray(np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 30).save(cwd / "studies" / "ramp16.png")
+    inputs = [a.rstrip("/") for a in arguments[1:arguments.index("--output_dir")]]
+    images = []
+    for name in inputs:
+        if name == "my_images":
+            images += write_own_images(cwd)
+            continue
+        dicom = sorted(shared_path("data", "dicom").glob("*.dcm"))[0]
+        (cwd / name).mkdir()
+        shutil.copy(dicom, cwd / name / dicom.name)
+        ramp = cwd / name / "ramp16.png"
+        Image.fromarray(np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 30).save(ramp)
+        images += [cwd / name / dicom.name, ramp]
     summary = main([*arguments, "--num_workers", "0", *(["--explain_steps", "2"] if "--explain" in arguments else [])])
-    assert (summary["scored"], summary["failed"]) == (2, 0), summary
-    if "--explain" in arguments:
-        output_dir = cwd / arguments[arguments.index("--output_dir") + 1]
-        assert len(list((output_dir / "explanations").glob("*.png"))) == 2
+    assert (summary["scored"], summary["failed"]) == (len(images), 0), summary
+    output_dir = cwd / arguments[arguments.index("--output_dir") + 1]
+    written = {"explanations": "--explain" in arguments, "masks": segmenter, "overlays": segmenter}
+    for subfolder in (name for name, expected in written.items() if expected):
+        assert len(list((output_dir / subfolder).glob("*.png"))) == len(images), subfolder
+
+
+# Appended to a fine-tuning command on the README's stand-ins for a user's own images: 2 steps, small batches.
+TINY_FINE_TUNING = [
+    "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+    "--use_cpu", "--disable_tqdm", "true", "--report_to", "none", "--dataloader_num_workers", "0",
+]  # fmt: skip
+TINY_SEGMENTATION = ["--image_size", "32", "--decoder_channels", "16", "--auxiliary_channels", "8", "--num_overlays", "1"]
+
+
+def run_own_images(tokens: list[str], cwd: Path) -> None:
+    """A fine-tuning or table command of the README's "From the demo to your own images", as written but for 2 steps
+    of small batches (and a smaller UperNet), from a tiny pre-training folder in place of the demo's
+    `outputs/mrm-demo` (4 encoder blocks, as the demo's: UperNet reads four) on the stand-ins of `write_own_images`."""
+    import importlib
+
+    from conftest import save_tiny_folder
+    from mrm_hf import MRMConfig, MRMForPreTraining
+
+    demo = cwd / "outputs" / "mrm-demo"
+    save_tiny_folder(demo, "pretraining")  # model, processor and report tokenizer, as the demo writes them
+    config = MRMConfig.from_pretrained(demo)
+    config.num_hidden_layers = 4
+    MRMForPreTraining(config).save_pretrained(demo)
+    write_own_images(cwd)
+
+    script, arguments = importlib.import_module(Path(tokens[1]).stem), tokens[2:]
+    output_dir = cwd / arguments[arguments.index("--output_dir") + 1]
+    if script.__name__ == "run_label_efficiency":
+        split = arguments.index("--")
+        result = script.main([*arguments[:split], "--bootstrap_samples", "50", "--", *arguments[split + 1 :],
+                              *TINY_FINE_TUNING])  # fmt: skip
+        grid, _ = script.parse_arguments(arguments)
+        assert len(result["rows"]) == len(grid.models) * len(grid.modes) * len(grid.fractions) * len(grid.seeds)
+        assert all((output_dir / name).is_file() for name in ("results.csv", "results.md", "label_efficiency.png"))
+        return
+    segmentation = script.__name__ == "run_segmentation"
+    script.main([*arguments, *TINY_FINE_TUNING, *(TINY_SEGMENTATION if segmentation else [])])
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "README.md").is_file()
+    assert (output_dir / ("test_results.json" if segmentation else "eval_results.json")).is_file()
 
 
 def run_app(tokens: list[str], cwd: Path) -> None:
@@ -273,6 +384,9 @@ def runner(command: str):
         return run_convert
     if tokens[0] == "python" and tokens[1].startswith("examples/run_pretraining"):
         return run_script
+    fine_tuning = ("examples/run_classification.py", "examples/run_segmentation.py", "examples/run_label_efficiency.py")
+    if tokens[0] == "python" and tokens[1] in fine_tuning and "outputs/mrm-demo" in command:
+        return run_own_images
     if tokens[:2] == ["python", "examples/fill_report.py"]:
         return run_fill_report
     if tokens[:3] == ["python", "-m", "mrm_hf.predict"] or (tokens[:2] == ["python", "-c"] and ".dcm" in tokens[2]):
