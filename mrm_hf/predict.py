@@ -69,7 +69,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="the model's weights and compute: bfloat16 is faster on GPUs and on CPUs with bf16 "
                              "matrix units (AMX, AVX512-BF16), slower elsewhere; scores agree with float32 to about "
-                             "1e-2 (README, bf16 on a CPU)")
+                             "1e-2 (docs/performance.md, bf16 on a CPU)")
     args = parser.parse_args(argv)
     if args.explain and args.dtype != "float32":
         parser.error(f"--explain: expected --dtype float32 (the heatmaps integrate gradients); found {args.dtype}")

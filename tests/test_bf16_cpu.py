@@ -1,4 +1,4 @@
-"""bf16 on a CPU, the documented opt-in (README "bf16 on a CPU"): inference through `dtype=torch.bfloat16` and
+"""bf16 on a CPU, the documented opt-in (docs/performance.md, "bf16 on a CPU"): inference through `dtype=torch.bfloat16` and
 training under `--bf16` (autocast) give finite results close to fp32's. The tolerances here are for the tiny test
 model; benchmarks/train_step.py and benchmarks/bf16_inference.py measure ViT-B's."""
 

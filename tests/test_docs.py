@@ -236,9 +236,10 @@ def run_fill_report(tokens: list[str], cwd: Path) -> None:
 
 
 def write_own_images(cwd: Path) -> list[Path]:
-    """The README's stand-ins for a user's own images, tiny: `my_images/` (8-bit and 16-bit PNGs, a bright disc where
-    the finding is), `my_labels.csv` and `my_test.csv` (`image_path` and two 0/1 findings, both values of each in
-    every CSV), `my_masks/` and `my_masks.csv` (each image with its disc's mask). Returns the images."""
+    """The README's stand-ins for a user's own images, tiny: `my_images/` (8-bit and 16-bit PNGs of a bright disc, low
+    or high as the first finding says, the whole image brighter with the second), `my_labels.csv` and `my_test.csv`
+    (`image_path` and the two 0/1 findings, both values of each in each CSV), `my_masks/` and `my_masks.csv` (each
+    image with its disc's mask). Returns the images."""
     import numpy as np
 
     if (cwd / "my_images").is_dir():
@@ -260,8 +261,8 @@ def write_own_images(cwd: Path) -> list[Path]:
         Image.fromarray((disc * 255).astype(np.uint8)).save(cwd / "my_masks" / image.name)
         rows.append((f"my_images/{image.name}", effusion, nodule))
         images.append(image)
-    (cwd / "my_labels.csv").write_text("image_path,effusion,nodule\n" + "".join(f"{i},{e},{n}\n" for i, e, n in rows[:20]))
-    (cwd / "my_test.csv").write_text("image_path,effusion,nodule\n" + "".join(f"{i},{e},{n}\n" for i, e, n in rows[20:]))
+    for name, part in (("my_labels.csv", rows[:20]), ("my_test.csv", rows[20:])):
+        (cwd / name).write_text("image_path,effusion,nodule\n" + "".join(f"{i},{e},{n}\n" for i, e, n in part))
     (cwd / "my_masks.csv").write_text("image_path,mask_path\n" + "".join(f"{i},my_masks/{Path(i).name}\n"
                                                                       for i, _, _ in rows))  # fmt: skip
     return images
@@ -323,7 +324,8 @@ TINY_FINE_TUNING = [
     "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
     "--use_cpu", "--disable_tqdm", "true", "--report_to", "none", "--dataloader_num_workers", "0",
 ]  # fmt: skip
-TINY_SEGMENTATION = ["--image_size", "32", "--decoder_channels", "16", "--auxiliary_channels", "8", "--num_overlays", "1"]
+TINY_SEGMENTATION = ["--image_size", "32", "--decoder_channels", "16", "--auxiliary_channels", "8", "--num_overlays",
+                     "1"]  # fmt: skip
 
 
 def run_own_images(tokens: list[str], cwd: Path) -> None:

@@ -1,6 +1,6 @@
 """What a new user gets from each kind of folder the project writes: it opens with its Auto class and runs the pipeline
-the README names for it in a Python where mrm_hf cannot be imported (`trust_remote_code=True`), and opening a folder
-in the class the README points to reports only what the user must act on.
+the README and docs/ name for it in a Python where mrm_hf cannot be imported (`trust_remote_code=True`), and opening a
+folder in the class they point to reports only what the user must act on.
 
 The folders are tiny and built once for the module, each by the code that writes that kind of folder.
 """
@@ -28,7 +28,7 @@ from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.segmentation import build_segmentation_model
 from mrm_hf.tokenization_mrm import train_report_tokenizer
 from run_classification import image_processor_for
-from test_docs import README, code_blocks, fake_published_checkpoint
+from test_docs import DOCUMENTS, code_blocks, document_name, fake_published_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_a_new_classification_head_stays_reported(folders, load_reports):
     assert "classifier.weight" in report and "MISSING" in report
 
 
-# ---- every Python block of the README and of each generated card, run as written ---------------------------------
+# ---- every Python block of the README, of the docs/ pages and of each generated card, run as written --------------
 
 
 def run_block(block: str, cwd, name: str) -> str:
@@ -194,14 +194,18 @@ def place(folders, cwd, names: dict) -> None:
     (cwd / "chest_xray.png").symlink_to(folders / "chest_xray.png")
 
 
-README_FOLDERS = {"mrm-base": "pretraining", "mrm-nih-1pct": "fine-tuned", "mrm-siim-10pct": "segmentation"}
+# The folders the documents' blocks name, and the kind each stands for.
+README_FOLDERS = {"mrm-base": "pretraining", "mrm-nih-1pct": "fine-tuned", "mrm-siim-10pct": "segmentation",
+                  "outputs/mrm-demo": "pretraining", "my-classifier": "fine-tuned"}  # fmt: skip
+DOCUMENTED_BLOCKS = [(document_name(document), number, block) for document in DOCUMENTS
+                     for number, block in enumerate(code_blocks(document.read_text(), "python"), start=1)]  # fmt: skip
 
 
-@pytest.mark.parametrize("number", range(len(code_blocks(README.read_text(), "python"))))
-def test_readme_python_block_runs_as_written(folders, tmp_path, number):
-    block = code_blocks(README.read_text(), "python")[number]
+@pytest.mark.parametrize("document, number, block", DOCUMENTED_BLOCKS,
+                         ids=[f"{document}:{number}" for document, number, _ in DOCUMENTED_BLOCKS])  # fmt: skip
+def test_documented_python_block_runs_as_written(folders, tmp_path, document, number, block):
     place(folders, tmp_path, {name: kind for name, kind in README_FOLDERS.items() if f'"{name}"' in block})
-    run_block(block, tmp_path, f"README.md python block {number + 1}")
+    run_block(block, tmp_path, f"{document} python block {number}")
 
 
 def pretraining_card(folders, tmp_path) -> Path:

@@ -32,7 +32,7 @@ FSDP_CONFIG = EXAMPLES / "configs" / "accelerate_fsdp.yaml"
 FSDP_ON_CPU = REPO_ROOT / "tests" / "fsdp_on_cpu.py"
 TWO_PROCESSES = [*ACCELERATE, "--num_processes", "2"]
 ENGINES = {
-    # The README's CPU command: several processes on gloo need --multi_gpu with the scripts' --use_cpu.
+    # docs/multi-process.md's CPU command: several processes on gloo need --multi_gpu with the scripts' --use_cpu.
     "ddp-trainer": [*TWO_PROCESSES, "--multi_gpu", str(EXAMPLES / "run_pretraining.py")],
     "ddp-accelerate": [*TWO_PROCESSES, "--multi_gpu", str(EXAMPLES / "run_pretraining_no_trainer.py")],
     # The shipped FSDP2 config (full shard, one MRMLayer / MRMReportLayer per unit), in fp32 on 2 processes.
@@ -214,7 +214,7 @@ def test_processes_that_would_each_train_alone_stop(monkeypatch):
 
 
 def test_deepspeed_zero2_trainer_shards_the_optimizer_resumes_exactly_and_saves_the_full_model(runs):
-    pytest.importorskip("deepspeed", reason="opt-in: DeepSpeed ZeRO-2 runs where deepspeed is installed (README)")
+    pytest.importorskip("deepspeed", reason="opt-in: DeepSpeed ZeRO-2 runs where deepspeed is installed (docs/multi-process.md)")
     run = runs("deepspeed-trainer")
     assert "Gradient Accumulation steps = 1" in run.printed, run.printed[-3000:]
     # ZeRO-2: each process holds its part of the optimizer state.

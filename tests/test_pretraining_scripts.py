@@ -338,8 +338,8 @@ TWO_PROCESS_ARGS = [*TINY, "--max_steps", "2", "--save_strategy", "no", "--log_l
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no"]  # fmt: skip
 # accelerate 1.x's --cpu launcher starts ONE process (several only through MPI): it trains, but alone. Two processes
-# of each engine run in tests/test_multi_process.py; the README's own CPU commands (accelerate with the Accelerate loop,
-# torchrun with Trainer) run as written in tests/test_docs.py.
+# of each engine run in tests/test_multi_process.py; docs/multi-process.md's own CPU commands (accelerate with the
+# Accelerate loop, torchrun with Trainer) run as written in tests/test_docs.py.
 ACCELERATE_CPU = [*ACCELERATE, "--cpu", "--num_processes", "2"]
 
 
