@@ -57,6 +57,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mrm_hf.metric_modules.roc_auc.roc_auc import binary_roc_auc  # the pure function behind the `roc_auc` metric
+from mrm_hf.metrics import single_label_scores
 from mrm_hf.utils import setup_logging
 
 import run_classification  # the fine-tuning script beside this one: each run is exactly what it does
@@ -187,9 +188,8 @@ def run_grid(argvs: dict[Run, list[str]], models: dict[str, str], root: Path) ->
 def read_predictions(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """(image paths, labels (N, C), scores (N, C), class names) of a run's `test_predictions.csv`.
 
-    Single-label runs (one `label` column of class ids) become one-vs-rest 0/1 columns, scored by the logits minus
-    their log-sum-exp (the log-softmax, which ranks like the softmax), and with two classes only class 1 is kept, as
-    the fine-tuning script's metric does.
+    Single-label runs (one `label` column of class ids) become one-vs-rest 0/1 columns by the fine-tuning script's
+    own rule (`mrm_hf.metrics.single_label_scores`).
     """
     with open(folder / "test_predictions.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
@@ -199,13 +199,8 @@ def read_predictions(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, l
     logits = np.array([[float(row[f"logit_{name}"]) for name in classes] for row in rows])
     paths = [row["image_path"] for row in rows]
     if "label" in rows[0]:
-        ids = np.array([int(row["label"]) for row in rows])
-        labels = (ids[:, None] == np.arange(len(classes))[None]).astype(int)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        if len(classes) == 2:
-            labels, scores, classes = labels[:, 1:], scores[:, 1:], classes[1:]
-        return paths, labels, scores, classes
+        scores, labels, columns = single_label_scores(logits, np.array([int(row["label"]) for row in rows]))
+        return paths, labels[:, columns].astype(int), scores[:, columns], classes[columns]
     labels = np.array([[int(row[f"label_{name}"]) for name in classes] for row in rows])
     return paths, labels, logits, classes
 
