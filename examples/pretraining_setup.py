@@ -287,16 +287,16 @@ def load_tokenizer(
         argument = "the checkpoint" if checkpoint is not None else (
             "--tokenizer_name" if source == model_args.tokenizer_name else "--model_name_or_path"
         )
-        expected = f"{argument} {source}: expected a tokenizer folder, a tokenizers JSON file or a Hub repo id"
+        wanted = "a tokenizer folder, a tokenizers JSON file or a Hub repo id"
         if not Path(source).is_dir() and _looks_like_path(source):
-            raise FileNotFoundError(f"{expected}; there is no such file or folder.")
+            raise FileNotFoundError(f"{argument} {source}: expected {wanted}; found no such file or folder.")
         try:
             return AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as error:
             found = "a local folder without a tokenizer" if Path(source).is_dir() else (
                 "no local file or folder, and no tokenizer on the Hub under that name"
             )
-            raise OSError(f"{expected}; found {found} ({error})") from error
+            raise OSError(f"{argument} {source}: expected {wanted}; found {found} ({error})") from error
     if output_dir is None:
         raise ValueError("load_tokenizer: expected an output_dir to share a tokenizer trained on the reports through; "
                          "found None.")

@@ -377,12 +377,12 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
     else:
         data = load_dataset("imagefolder", data_dir=data_args.data_dir)
         if "label" not in data["train"].column_names:
-            raise ValueError(f"Expected class sub-folders in each split of {data_args.data_dir} (a `label` column); "
+            raise ValueError(f"{data_args.data_dir}: expected class sub-folders in each split (a `label` column); "
                              f"found the columns {data['train'].column_names}.")
         data = _with_image_paths(data.rename_column("label", "labels"))
 
     if "train" not in data:
-        raise ValueError(f"Expected a train split; found {sorted(data)}.")
+        raise ValueError(f"--dataset {data_args.dataset}: expected a train split; found {sorted(data)}.")
     if "validation" not in data:
         if not data_args.validation_fraction:
             raise ValueError(f"Model selection needs a validation split: expected one in the {name} data; found only "

@@ -194,7 +194,7 @@ def read_predictions(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, l
     with open(folder / "test_predictions.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     if not rows:
-        raise ValueError(f"Expected test predictions in {folder / 'test_predictions.csv'}; found no rows.")
+        raise ValueError(f"{folder / 'test_predictions.csv'}: expected test predictions; found no rows.")
     classes = [key[len("logit_"):] for key in rows[0] if key.startswith("logit_")]
     logits = np.array([[float(row[f"logit_{name}"]) for name in classes] for row in rows])
     paths = [row["image_path"] for row in rows]
@@ -386,8 +386,8 @@ def compare(runs: list[Run], root: Path, samples: int, confidence: float) -> tup
         reference = predictions[cell[0]]
         for run in cell:
             if predictions[run][0] != reference[0] or not np.array_equal(predictions[run][1], reference[1]):
-                raise ValueError(f"Expected every run of one comparison to be tested on the same images; "
-                                 f"{run.folder(root)} was tested on others than {cell[0].folder(root)}.")
+                raise ValueError(f"{run.folder(root)}: expected the test images of {cell[0].folder(root)}, as every "
+                                 "run of one comparison is tested on the same images; found others.")
         labels = reference[1]
         full = np.array([mean_auc(labels, predictions[run][2]) for run in cell])
         replicates = bootstrap_mean_aucs(labels, [predictions[run][2] for run in cell], samples)
@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, passthrough = parse_arguments(argv)
     if importlib.util.find_spec("matplotlib") is None:
-        raise ImportError("Expected matplotlib for the label-efficiency plot; found it missing. Install it with "
+        raise ImportError("The label-efficiency plot: expected matplotlib; found it missing. Install it with "
                           "`pip install 'mrm-hf[plot]'` (or `pip install matplotlib`) before starting the grid.")
     setup_logging()
     root = Path(args.output_dir)

@@ -13,14 +13,15 @@ def check_hub_access(training_args) -> None:
 
     fix = "or drop --push_to_hub and upload the output folder later with `hf upload <repo_id> <output_dir>`"
     if constants.HF_HUB_OFFLINE:
-        raise SystemExit(f"error: --push_to_hub needs the Hub, but offline mode is on (HF_HUB_OFFLINE=1): unset it, {fix}.")
+        raise SystemExit(f"error: --push_to_hub: expected the Hub; found offline mode on (HF_HUB_OFFLINE=1): unset it, "
+                         f"{fix}.")
     try:
         HfApi(token=training_args.hub_token).whoami()
     except Exception as error:  # no token, a rejected token, or no connection
         found = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SystemExit(
-            f"error: --push_to_hub needs a logged-in connection to the Hub, but it failed ({found}): log in with "
-            f"`hf auth login` or pass --hub_token, {fix}."
+            f"error: --push_to_hub: expected a logged-in connection to the Hub; found it failing ({found}): log in "
+            f"with `hf auth login` or pass --hub_token, {fix}."
         ) from None
 
 
