@@ -47,13 +47,9 @@ from mrm_hf.tokenization_mrm import load_published_tokenizer
 from mrm_hf.transforms import RandomResizedCrop
 
 
-# The pre-training scripts' own set-up, from the examples/ beside the mrm_hf under test (older code kept it in the
-# package as mrm_hf.pretraining).
+# The pre-training scripts' own set-up, from the examples/ beside the mrm_hf under test.
 sys.path.insert(0, str(Path(mrm_hf.__file__).resolve().parent.parent / "examples"))
-try:
-    import pretraining_setup as pretraining
-except ImportError:
-    import mrm_hf.pretraining as pretraining
+import pretraining_setup as pretraining  # noqa: E402
 
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"

@@ -100,7 +100,7 @@ class Page:
 
     def read(self, upload) -> np.ndarray:
         if not upload:
-            raise ValueError("no file was uploaded")
+            raise ValueError("The upload: expected a radiograph file; found no file.")
         return read_radiograph(self.image_processor, upload)
 
     def classify(self, upload):

@@ -16,6 +16,7 @@ from datasets import DatasetDict, Image as ImageFeature, load_from_disk
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainingArguments
 
 from mrm_hf import MRMConfig, MRMForPreTraining, MRMImageProcessor
+from mrm_hf.arguments import require_arguments
 from mrm_hf.data import (
     DataCollatorForMRM,
     ImageCollator,
@@ -26,7 +27,7 @@ from mrm_hf.data import (
     load_training_csv,
     make_demo_records,
 )
-from mrm_hf.hub import write_model_card
+from mrm_hf.hub import card_identity, option_name, total_batch, write_model_card
 from mrm_hf.processing_mrm import encoder_image_processor
 from mrm_hf.report_filling import image_reliance_verdict
 from mrm_hf.tokenization_mrm import load_published_tokenizer, train_report_tokenizer, vocabulary_tokenizer
@@ -42,7 +43,14 @@ BASE_LEARNING_RATE = 1.5e-4
 EFFECTIVE_BATCH_SIZE = 256
 EPOCHS = 200
 WARMUP_EPOCHS = 40
-DATASETS = ("demo", "mimic", "training_csv", "disk")
+# Each --dataset, and the options it needs with what they hold.
+DATASET_NEEDS = {
+    "demo": {},
+    "mimic": {"data_dir": "the MIMIC-CXR-JPG root"},
+    "training_csv": {"training_csv": "a file with image_path,report_content"},
+    "disk": {"data_dir": "a folder written by save_to_disk"},
+}
+DATASETS = tuple(DATASET_NEEDS)
 
 
 # ---- the command line ------------------------------------------------------------------------------------------------
@@ -195,14 +203,13 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
     """Image-report records with `image` and `report` columns (only `image` without `reports`): a train split, and a
     validation split when any."""
     kind = check_choice("--dataset", data_args.dataset, DATASETS)
+    require_arguments(f"--dataset {kind}", data_args, DATASET_NEEDS[kind])
     if kind == "demo":
         records = DatasetDict(
             train=make_demo_records(data_args.demo_num_records, data_args.demo_image_size, seed=seed),
             validation=make_demo_records(data_args.demo_num_validation, data_args.demo_image_size, seed=seed + 1),
         )
     elif kind == "mimic":
-        if data_args.data_dir is None:
-            raise ValueError("--dataset mimic needs --data_dir: expected the MIMIC-CXR-JPG root; found none.")
         options = dict(
             views=tuple(v.strip() for v in data_args.views.split(",") if v.strip()),
             report_sections=data_args.report_sections,
@@ -216,11 +223,6 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
             validation=load_mimic_cxr(data_args.data_dir, split="validate", **options),
         )
     elif kind == "training_csv":
-        if data_args.training_csv is None:
-            raise ValueError(
-                "--dataset training_csv needs --training_csv: expected a file with image_path,report_content; found "
-                "none."
-            )
         records = DatasetDict(
             train=load_training_csv(
                 data_args.training_csv,
@@ -230,8 +232,6 @@ def load_records(data_args: DataArguments, seed: int, reports: bool = True) -> D
             )
         )
     else:  # disk
-        if data_args.data_dir is None:
-            raise ValueError("--dataset disk needs --data_dir: expected a folder written by save_to_disk; found none.")
         loaded = load_from_disk(data_args.data_dir)
         records = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
 
@@ -287,16 +287,16 @@ def load_tokenizer(
         argument = "the checkpoint" if checkpoint is not None else (
             "--tokenizer_name" if source == model_args.tokenizer_name else "--model_name_or_path"
         )
-        expected = f"{argument} {source}: expected a tokenizer folder, a tokenizers JSON file or a Hub repo id"
+        wanted = "a tokenizer folder, a tokenizers JSON file or a Hub repo id"
         if not Path(source).is_dir() and _looks_like_path(source):
-            raise FileNotFoundError(f"{expected}; there is no such file or folder.")
+            raise FileNotFoundError(f"{argument} {source}: expected {wanted}; found no such file or folder.")
         try:
             return AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as error:
             found = "a local folder without a tokenizer" if Path(source).is_dir() else (
                 "no local file or folder, and no tokenizer on the Hub under that name"
             )
-            raise OSError(f"{expected}; found {found} ({error})") from error
+            raise OSError(f"{argument} {source}: expected {wanted}; found {found} ({error})") from error
     if output_dir is None:
         raise ValueError("load_tokenizer: expected an output_dir to share a tokenizer trained on the reports through; "
                          "found None.")
@@ -487,18 +487,11 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
         "report branch": f"BERT, {config.report_num_hidden_layers} layers, width {config.report_hidden_size}",
         "report loss": "masked tokens only" if data_args.label_mode == "masked" else "every position (published)",
     }
-    # The Hub id, or the folder as the command named it (`outputs/mrm-demo`): what the card's snippet opens.
-    repo_id = training_args.hub_model_id or training_args.output_dir
-    base_model = model_args.init_encoder_from or model_args.model_name_or_path
-    if base_model is not None and Path(base_model).exists():
-        base_model = None  # only Hub ids are metadata
     return dict(
-        model_name=Path(repo_id).name,
-        repo_id=repo_id,
+        **card_identity(training_args, model_args.init_encoder_from or model_args.model_name_or_path),
         # MIMIC-CXR-JPG is on PhysioNet, not on the Hub: a tag names it without linking a dataset page that does not
         # exist.
         tags={"demo": ["synthetic-demo"], "mimic": ["mimic-cxr-jpg"]}.get(data_args.dataset, []),
-        base_model=base_model,
         image_size=config.image_size,
         reconstruction_size=config.reconstruction_size,
         mask_ratio_percent=round(100 * config.mask_ratio),
@@ -511,11 +504,9 @@ def model_card_fields(model, model_args: ModelArguments, data_args: DataArgument
             "optimizer": f"AdamW, betas ({training_args.adam_beta1}, {training_args.adam_beta2}), "
             f"weight decay {training_args.weight_decay}",
             "learning rate": f"{training_args.learning_rate:.3g} "
-            f"({getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warm-up "
+            f"({option_name(training_args.lr_scheduler_type)}, warm-up "
             f"{training_args.warmup_epochs} epochs)",
-            "total batch": training_args.per_device_train_batch_size
-            * training_args.world_size
-            * training_args.gradient_accumulation_steps,
+            "total batch": total_batch(training_args),
             "epochs": training_args.num_train_epochs,
             "saved weights": saved_weights_text(model),
         },

@@ -27,7 +27,6 @@ block's attention projections (`--lora_target_modules qkv,proj,fc1,fc2` adds the
 frozen; the output folder then holds the adapters merged into a plain classifier, and `adapter/` the peft adapter.
 """
 
-import argparse
 import copy
 import csv
 import importlib.util
@@ -43,6 +42,7 @@ from datasets import ClassLabel, DatasetDict, Image, load_dataset
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMImageProcessor
+from mrm_hf.arguments import check_layer_decay, check_range, recipe_defaults, require_arguments
 from mrm_hf.data import (
     MULTI_LABEL,
     SAMPLE_INDEX,
@@ -57,7 +57,15 @@ from mrm_hf.data import (
     load_rsna,
     problem_type_of,
 )
-from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.hub import (
+    card_identity,
+    card_results,
+    check_hub_access,
+    option_name,
+    schedule_length,
+    total_batch,
+    write_model_card,
+)
 from mrm_hf.metrics import make_compute_metrics
 from mrm_hf.processing_mrm import encoder_image_processor, processor_for_model
 from mrm_hf.training import ClassificationTrainer
@@ -100,7 +108,6 @@ RECIPES = {
     key: {**PUBLISHED_OPTIMIZATION, "learning_rate": lr, "warmup_steps": warmup, "max_steps": steps}
     for key, (lr, warmup, steps) in _PUBLISHED_SCHEDULES.items()
 }
-RECIPE_NAMES = ("nih", "chexpert", "rsna", "covid")
 # The linear layers of an encoder block that LoRA can adapt: attention (fused query-key-value, output) and MLP.
 LORA_MODULES = {"qkv": "attention.qkv", "proj": "attention.proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
 LORA_DEFAULT_MODULES = ("qkv", "proj")
@@ -119,15 +126,6 @@ HUB_DATASET_NAMES = {
     "rsna": "rsna-pneumonia",
     "covid": "covid-chestxray-dataset",
 }
-
-
-def recipe(name: str, label_fraction: int) -> dict:
-    """The published TrainingArguments values of one task at one percentage of training labels."""
-    if (name, label_fraction) not in RECIPES:
-        available = sorted(f"{task} {fraction}%" for task, fraction in RECIPES)
-        raise ValueError(f"No published recipe for {name} with {label_fraction}% of the labels: expected one of "
-                         f"{available}; found {name} {label_fraction}%.")
-    return dict(RECIPES[name, label_fraction])
 
 
 # ---- the command line ------------------------------------------------------------------------------------------------
@@ -204,8 +202,7 @@ class ModelArguments:
             raise ValueError("--config_name and --config_overrides shape a new model (--model_type mrm): expected them "
                              "only without --model_name_or_path, whose checkpoint keeps its own config; found "
                              f"--model_name_or_path {self.model_name_or_path}.")
-        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"--layer_decay: expected a value in (0, 1]; found {self.layer_decay}.")
+        check_layer_decay(self.layer_decay)
         if self.layer_decay is not None and self.linear_probe:
             raise ValueError("--layer_decay scales the encoder's learning rates, which --linear_probe freezes: "
                              "expected one of them; found both.")
@@ -227,8 +224,7 @@ class ModelArguments:
             if getattr(self, option) not in (None, False):
                 raise ValueError(f"--lora_rank trains adapters and the head of a frozen encoder: expected no "
                                  f"--{option} with it; found --{option} {getattr(self, option)}.")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"--lora_dropout: expected a value in [0, 1); found {self.lora_dropout}.")
+        check_range("--lora_dropout", self.lora_dropout, 0.0, 1.0)
         if self.lora_alpha is None:
             self.lora_alpha = float(self.lora_rank)
         text = self.lora_target_modules or ",".join(LORA_DEFAULT_MODULES)
@@ -299,11 +295,8 @@ class DataArguments:
     def __post_init__(self):
         needs = {"nih": ("data_dir", "split_dir"), "covid": ("data_dir", "split_dir"), "chexpert": ("data_dir",),
                  "rsna": ("data_dir",), "csv": ("train_csv",), "imagefolder": ("data_dir",)}[self.dataset]
-        missing = [f"--{name}" for name in needs if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"--dataset {self.dataset} needs {' and '.join(missing)}: expected them; found none.")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"--validation_fraction: expected a value in [0, 1); found {self.validation_fraction}.")
+        require_arguments(f"--dataset {self.dataset}", self, needs)
+        check_range("--validation_fraction", self.validation_fraction, 0.0, 1.0)
 
 
 @dataclass
@@ -334,15 +327,6 @@ class ClassificationTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
 
 
-def recipe_defaults(argv: list[str]) -> dict:
-    """The defaults `--recipe NAME --label_fraction N` in argv stand for; empty without `--recipe`."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--recipe", choices=RECIPE_NAMES)
-    parser.add_argument("--label_fraction", "--label-fraction", type=int, default=100)  # both spellings HF accepts
-    known, _ = parser.parse_known_args(argv)
-    return {} if known.recipe is None else recipe(known.recipe, known.label_fraction)
-
-
 def parse_arguments(argv: list[str] | None = None):
     """(ModelArguments, DataArguments, ClassificationTrainingArguments) from the command line.
 
@@ -352,7 +336,7 @@ def parse_arguments(argv: list[str] | None = None):
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, ClassificationTrainingArguments))
-    parser.set_defaults(**recipe_defaults(argv))
+    parser.set_defaults(**recipe_defaults(argv, RECIPES))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -393,12 +377,12 @@ def load_data(data_args: DataArguments, seed: int = 42) -> DatasetDict:
     else:
         data = load_dataset("imagefolder", data_dir=data_args.data_dir)
         if "label" not in data["train"].column_names:
-            raise ValueError(f"Expected class sub-folders in each split of {data_args.data_dir} (a `label` column); "
+            raise ValueError(f"{data_args.data_dir}: expected class sub-folders in each split (a `label` column); "
                              f"found the columns {data['train'].column_names}.")
         data = _with_image_paths(data.rename_column("label", "labels"))
 
     if "train" not in data:
-        raise ValueError(f"Expected a train split; found {sorted(data)}.")
+        raise ValueError(f"--dataset {data_args.dataset}: expected a train split; found {sorted(data)}.")
     if "validation" not in data:
         if not data_args.validation_fraction:
             raise ValueError(f"Model selection needs a validation split: expected one in the {name} data; found only "
@@ -589,11 +573,6 @@ def write_predictions(path: str | os.PathLike, image_paths: list[str], logits, l
     return path
 
 
-def _name(option) -> str:
-    """An enum option of TrainingArguments by its value."""
-    return str(getattr(option, "value", option))
-
-
 def model_card_fields(
     model: MRMForImageClassification,
     model_args: ModelArguments,
@@ -603,11 +582,6 @@ def model_card_fields(
 ) -> dict:
     """What `model_cards/mrm_classification.md` needs besides the results."""
     config = model.config
-    # The Hub id, or the folder as the command named it: what the card's snippet opens.
-    repo_id = training_args.hub_model_id or training_args.output_dir
-    base_model = model_args.model_name_or_path
-    if base_model is None or Path(base_model).exists():
-        base_model = None  # only Hub ids are metadata
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset in ("nih", "chexpert", "rsna") and data_args.split_dir is not None:
         description += f", {data_args.label_fraction}% of the training labels (the published list)"
@@ -619,19 +593,13 @@ def model_card_fields(
         recipe_text = f"published {training_args.recipe} recipe at {data_args.label_fraction}% labels"
     else:
         recipe_text = "none (arguments as given)"
-    total_batch = (training_args.per_device_train_batch_size * training_args.world_size
-                   * training_args.gradient_accumulation_steps)
-    schedule = f"{training_args.max_steps} steps" if training_args.max_steps > 0 else \
-        f"{training_args.num_train_epochs} epochs"
     return dict(
-        model_name=Path(repo_id).name,
-        repo_id=repo_id,
+        **card_identity(training_args, model_args.model_name_or_path),
         license="mit",
         # None of these datasets is on the Hub under these names: tags name them without linking a missing page.
         tags=["image-classification", data_args.dataset, *([HUB_DATASET_NAMES[data_args.dataset]]
                                                            if data_args.dataset in HUB_DATASET_NAMES else [])],
         pipeline_tag="image-classification",
-        base_model=base_model,
         source_model=model_args.model_name_or_path or "a random initialisation (no pre-training: the baseline)",
         dataset_description=f"{description}: {num_train_images} training images.",
         class_names=list(config.id2label[i] for i in sorted(config.id2label)),
@@ -642,14 +610,14 @@ def model_card_fields(
             "head": "linear on the mean patch token, after LayerNorm" + training_mode(model_args),
             "loss": "binary cross-entropy with logits" if config.problem_type == MULTI_LABEL else "cross-entropy",
             "recipe": recipe_text,
-            "optimizer": f"{_name(training_args.optim)} ({training_args.optim_args or 'defaults'}), weight decay "
+            "optimizer": f"{option_name(training_args.optim)} ({training_args.optim_args or 'defaults'}), weight decay "
             f"{training_args.weight_decay}",
-            "learning rate": f"{training_args.learning_rate:g} ({_name(training_args.lr_scheduler_type)}, warm-up "
+            "learning rate": f"{training_args.learning_rate:g} ({option_name(training_args.lr_scheduler_type)}, warm-up "
             f"{training_args.warmup_steps:g} steps)",
             "layer-wise lr decay": model_args.layer_decay if model_args.layer_decay is not None else "none",
             "drop path": model_args.drop_path_rate,
-            "total batch": total_batch,
-            "length": schedule,
+            "total batch": total_batch(training_args),
+            "length": schedule_length(training_args),
             "gradient clipping": training_args.max_grad_norm,
             "model selection": f"best validation {training_args.metric_for_best_model}",
         },
@@ -671,7 +639,8 @@ def card_eval_results(metrics: dict, class_names: list[str], dataset: str) -> li
     """The card's `model-index`: the mean and per-class ROC-AUC of the split `card_results` reports."""
     from huggingface_hub import EvalResult
 
-    split, results = card_results(metrics, class_names)
+    card = card_results(metrics, auc_names(class_names))
+    split, results = card["results_split"], card["metrics"]
     name = DATASET_DESCRIPTIONS.get(dataset, dataset).split(" (")[0]
     return [
         EvalResult(task_type="image-classification", dataset_type=HUB_DATASET_NAMES.get(dataset, dataset),
@@ -681,15 +650,9 @@ def card_eval_results(metrics: dict, class_names: list[str], dataset: str) -> li
     ]
 
 
-def card_results(metrics: dict, class_names: list[str]) -> tuple[str | None, dict]:
-    """The split the card reports (test, else validation) and its mean and per-class AUCs, None where undefined."""
-    for prefix, split in (("test", "test"), ("eval", "validation")):
-        if f"{prefix}_mean_auc" in metrics:
-            results = {"mean AUC": metrics[f"{prefix}_mean_auc"]}
-            results.update({f"AUC {name}": metrics.get(f"{prefix}_auc_{name}") for name in class_names
-                            if f"{prefix}_auc_{name}" in metrics})
-            return split, results
-    return None, {}
+def auc_names(class_names: list[str]) -> dict[str, str]:
+    """The card's names of the AUCs (`card_results`): the mean, then each class's."""
+    return {"mean_auc": "mean AUC", **{f"auc_{name}": f"AUC {name}" for name in class_names}}
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------------
@@ -725,8 +688,7 @@ def main(argv: list[str] | None = None) -> dict:
         model_card=lambda folder: write_model_card(
             folder,
             MODEL_CARD_TEMPLATE,
-            metrics=card_results(results, class_names)[1],
-            results_split=card_results(results, class_names)[0],
+            **card_results(results, auc_names(class_names)),
             eval_results=card_eval_results(results, class_names, data_args.dataset),
             **model_card_fields(model, model_args, data_args, training_args, len(data["train"])),
         ),

@@ -57,6 +57,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mrm_hf.metric_modules.roc_auc.roc_auc import binary_roc_auc  # the pure function behind the `roc_auc` metric
+from mrm_hf.metrics import single_label_scores
 from mrm_hf.utils import setup_logging
 
 import run_classification  # the fine-tuning script beside this one: each run is exactly what it does
@@ -187,25 +188,19 @@ def run_grid(argvs: dict[Run, list[str]], models: dict[str, str], root: Path) ->
 def read_predictions(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """(image paths, labels (N, C), scores (N, C), class names) of a run's `test_predictions.csv`.
 
-    Single-label runs (one `label` column of class ids) become one-vs-rest 0/1 columns, scored by the logits minus
-    their log-sum-exp (the log-softmax, which ranks like the softmax), and with two classes only class 1 is kept, as
-    the fine-tuning script's metric does.
+    Single-label runs (one `label` column of class ids) become one-vs-rest 0/1 columns by the fine-tuning script's
+    own rule (`mrm_hf.metrics.single_label_scores`).
     """
     with open(folder / "test_predictions.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     if not rows:
-        raise ValueError(f"Expected test predictions in {folder / 'test_predictions.csv'}; found no rows.")
+        raise ValueError(f"{folder / 'test_predictions.csv'}: expected test predictions; found no rows.")
     classes = [key[len("logit_"):] for key in rows[0] if key.startswith("logit_")]
     logits = np.array([[float(row[f"logit_{name}"]) for name in classes] for row in rows])
     paths = [row["image_path"] for row in rows]
     if "label" in rows[0]:
-        ids = np.array([int(row["label"]) for row in rows])
-        labels = (ids[:, None] == np.arange(len(classes))[None]).astype(int)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        if len(classes) == 2:
-            labels, scores, classes = labels[:, 1:], scores[:, 1:], classes[1:]
-        return paths, labels, scores, classes
+        scores, labels, columns = single_label_scores(logits, np.array([int(row["label"]) for row in rows]))
+        return paths, labels[:, columns].astype(int), scores[:, columns], classes[columns]
     labels = np.array([[int(row[f"label_{name}"]) for name in classes] for row in rows])
     return paths, labels, logits, classes
 
@@ -391,8 +386,8 @@ def compare(runs: list[Run], root: Path, samples: int, confidence: float) -> tup
         reference = predictions[cell[0]]
         for run in cell:
             if predictions[run][0] != reference[0] or not np.array_equal(predictions[run][1], reference[1]):
-                raise ValueError(f"Expected every run of one comparison to be tested on the same images; "
-                                 f"{run.folder(root)} was tested on others than {cell[0].folder(root)}.")
+                raise ValueError(f"{run.folder(root)}: expected the test images of {cell[0].folder(root)}, as every "
+                                 "run of one comparison is tested on the same images; found others.")
         labels = reference[1]
         full = np.array([mean_auc(labels, predictions[run][2]) for run in cell])
         replicates = bootstrap_mean_aucs(labels, [predictions[run][2] for run in cell], samples)
@@ -586,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, passthrough = parse_arguments(argv)
     if importlib.util.find_spec("matplotlib") is None:
-        raise ImportError("Expected matplotlib for the label-efficiency plot; found it missing. Install it with "
+        raise ImportError("The label-efficiency plot: expected matplotlib; found it missing. Install it with "
                           "`pip install 'mrm-hf[plot]'` (or `pip install matplotlib`) before starting the grid.")
     setup_logging()
     root = Path(args.output_dir)

@@ -22,7 +22,7 @@ from transformers import set_seed
 
 from mrm_hf.checkpoints import resolve_checkpoint
 from mrm_hf.figures import save_reconstruction_figure
-from mrm_hf.hub import check_hub_access
+from mrm_hf.hub import check_hub_access, schedule_length, total_batch
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.training import MRMPreTrainer, check_engine, derive_schedule
 from mrm_hf.utils import setup_logging
@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     derive_schedule(training_args, training_args.world_size)
     logger.info(
         "Pre-training MRM on the %s records for %s (total batch %d) into %s", data_args.dataset,
-        f"{training_args.max_steps} steps" if training_args.max_steps > 0 else f"{training_args.num_train_epochs:g} epochs",
-        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
-        training_args.output_dir,
+        schedule_length(training_args), total_batch(training_args), training_args.output_dir,
     )  # fmt: skip
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, "checkpoint-")
     records = load_records(data_args, training_args.seed, reports=not model_args.image_only)

@@ -23,7 +23,6 @@ images with their true (green) and predicted (red) masks, and the output folder 
 after `import mrm_hf`, or with `trust_remote_code=True` where mrm_hf is not installed.
 """
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from datasets import DatasetDict
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from mrm_hf import MRMImageProcessor
+from mrm_hf.arguments import check_layer_decay, check_range, recipe_defaults, require_arguments
 from mrm_hf.data.segmentation import (
     SIIM_LABEL_FRACTIONS,
     check_rle_encoding,
@@ -43,7 +43,15 @@ from mrm_hf.data.segmentation import (
     load_segmentation_csv,
     load_siim,
 )
-from mrm_hf.hub import check_hub_access, write_model_card
+from mrm_hf.hub import (
+    card_identity,
+    card_results,
+    check_hub_access,
+    option_name,
+    schedule_length,
+    total_batch,
+    write_model_card,
+)
 from mrm_hf.metrics import load_metric
 from mrm_hf.segmentation import (
     PUBLISHED_AUXILIARY_CHANNELS,
@@ -113,8 +121,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"--layer_decay: expected a value in (0, 1]; found {self.layer_decay}.")
+        check_layer_decay(self.layer_decay)
 
 
 @dataclass
@@ -161,9 +168,7 @@ class DataArguments:
 
     def __post_init__(self):
         needs = {"siim": ("data_dir", "split_dir"), "csv": ("train_csv",)}[self.dataset]
-        missing = [f"--{name}" for name in needs if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"--dataset {self.dataset}: expected {' and '.join(missing)}; found no value.")
+        require_arguments(f"--dataset {self.dataset}", self, needs)
         if self.dataset == "siim" and (self.rle_csv is None) == (self.mask_dir is None):
             raise ValueError("--dataset siim: expected the masks from one place, --rle_csv or --mask_dir; found "
                              f"{'both' if self.rle_csv else 'neither'}.")
@@ -172,8 +177,7 @@ class DataArguments:
         check_rle_encoding(self.rle_encoding)
         for split in ("validation", "test"):
             fraction = getattr(self, f"{split}_fraction")
-            if not 0.0 <= fraction < 1.0:
-                raise ValueError(f"--{split}_fraction: expected a value in [0, 1); found {fraction}.")
+            check_range(f"--{split}_fraction", fraction, 0.0, 1.0)
             if fraction and getattr(self, f"{split}_csv") is not None:
                 raise ValueError(f"--{split}_fraction: expected it only without --{split}_csv (it holds out {split} pairs "
                                  f"from the training CSV when there is no {split} CSV); found both. Drop one.")
@@ -203,17 +207,8 @@ def parse_arguments(argv: list[str] | None = None):
     """(ModelArguments, DataArguments, SegmentationTrainingArguments); `--recipe` becomes the parser's defaults, so
     every value given on the command line overrides it."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    recipe_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    recipe_parser.add_argument("--recipe", choices=sorted({name for name, _ in RECIPES}))
-    recipe_parser.add_argument("--label_fraction", "--label-fraction", type=int, default=100)
-    known, _ = recipe_parser.parse_known_args(argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, SegmentationTrainingArguments))
-    if known.recipe is not None:
-        if (known.recipe, known.label_fraction) not in RECIPES:
-            raise ValueError(f"--recipe {known.recipe} --label_fraction {known.label_fraction}: expected one of the "
-                             f"published recipes {sorted(RECIPES)}; found none for {known.label_fraction}% of the "
-                             "labels.")
-        parser.set_defaults(**RECIPES[known.recipe, known.label_fraction])
+    parser.set_defaults(**recipe_defaults(argv, RECIPES))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -261,22 +256,14 @@ def predicted_masks(logits, labels) -> torch.Tensor:
 def model_card_fields(model, model_args, data_args, training_args, num_train: int) -> dict:
     """What `model_cards/mrm_segmentation.md` needs besides the results."""
     backbone = model.config.backbone_config
-    # The Hub id, or the folder as the command named it: what the card's snippet opens.
-    repo_id = training_args.hub_model_id or training_args.output_dir
     description = DATASET_DESCRIPTIONS[data_args.dataset]
     if data_args.dataset == "siim":
         description += f", {data_args.label_fraction}% of the training labels"
-    schedule = (f"{training_args.max_steps} steps" if training_args.max_steps > 0
-                else f"{training_args.num_train_epochs} epochs")
-    total_batch = (training_args.per_device_train_batch_size * training_args.world_size
-                   * training_args.gradient_accumulation_steps)
     return dict(
-        model_name=Path(repo_id).name,
-        repo_id=repo_id,
+        **card_identity(training_args, model_args.model_name_or_path),
         datasets=["siim-acr-pneumothorax"] if data_args.dataset == "siim" else None,
         tags=["image-segmentation", "upernet", data_args.dataset],
         pipeline_tag="image-segmentation",
-        base_model=None if Path(model_args.model_name_or_path).exists() else model_args.model_name_or_path,
         source_model=model_args.model_name_or_path,
         label_name=data_args.label_name,
         dataset_description=f"{description}: {num_train} training images.",
@@ -289,29 +276,23 @@ def model_card_fields(model, model_args, data_args, training_args, num_train: in
             f"{model.config.auxiliary_channels} channels",
             "loss": "focal x 2 + Dice (background weight 0) x 1, auxiliary head x 0.4",
             "recipe": f"published SIIM-ACR at {data_args.label_fraction}%" if training_args.recipe else "as given",
-            "optimizer": f"{getattr(training_args.optim, 'value', training_args.optim)}, betas "
+            "optimizer": f"{option_name(training_args.optim)}, betas "
             f"({training_args.adam_beta1}, {training_args.adam_beta2}), weight decay {training_args.weight_decay}",
             "learning rate": f"{training_args.learning_rate:g}, warm-up {training_args.warmup_steps:g} steps, then "
-            f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}",
+            f"{option_name(training_args.lr_scheduler_type)}",
             "layer-wise lr decay": model_args.layer_decay if model_args.layer_decay is not None else "none",
             "drop path": model_args.drop_path_rate,
             "input": f"{data_args.image_size} x {data_args.image_size}, random horizontal flip",
-            "total batch": total_batch,
-            "length": schedule,
+            "total batch": total_batch(training_args),
+            "length": schedule_length(training_args),
             "model selection": f"best validation {training_args.metric_for_best_model}",
         },
     )
 
 
-def card_results(metrics: dict) -> dict:
-    """The split the card reports (test, else validation) and its Dice and IoU."""
-    for prefix, split in (("test", "test"), ("eval", "validation")):
-        if f"{prefix}_dice" in metrics:
-            names = {"dice": "Dice, per image (published)", "dice_positive_images": "Dice, images with a finding",
-                     "positive_dice": "Dice of the positive class", "positive_iou": "IoU of the positive class"}
-            return {"results_split": split,
-                    "metrics": {label: metrics.get(f"{prefix}_{key}") for key, label in names.items()}}
-    return {"results_split": None, "metrics": {}}
+# The card's names of the Dice and IoU results (`card_results`).
+CARD_METRICS = {"dice": "Dice, per image (published)", "dice_positive_images": "Dice, images with a finding",
+                "positive_dice": "Dice of the positive class", "positive_iou": "IoU of the positive class"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -357,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
         model_card=lambda folder: write_model_card(
             folder,
             MODEL_CARD_TEMPLATE,
-            **card_results(results),
+            **card_results(results, CARD_METRICS),
             **model_card_fields(model, model_args, data_args, training_args, len(data["train"])),
         ),
     )

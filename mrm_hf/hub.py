@@ -13,14 +13,15 @@ def check_hub_access(training_args) -> None:
 
     fix = "or drop --push_to_hub and upload the output folder later with `hf upload <repo_id> <output_dir>`"
     if constants.HF_HUB_OFFLINE:
-        raise SystemExit(f"error: --push_to_hub needs the Hub, but offline mode is on (HF_HUB_OFFLINE=1): unset it, {fix}.")
+        raise SystemExit(f"error: --push_to_hub: expected the Hub; found offline mode on (HF_HUB_OFFLINE=1): unset it, "
+                         f"{fix}.")
     try:
         HfApi(token=training_args.hub_token).whoami()
     except Exception as error:  # no token, a rejected token, or no connection
         found = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SystemExit(
-            f"error: --push_to_hub needs a logged-in connection to the Hub, but it failed ({found}): log in with "
-            f"`hf auth login` or pass --hub_token, {fix}."
+            f"error: --push_to_hub: expected a logged-in connection to the Hub; found it failing ({found}): log in "
+            f"with `hf auth login` or pass --hub_token, {fix}."
         ) from None
 
 
@@ -61,4 +62,51 @@ def write_model_card(
     return path
 
 
-__all__ = ["check_hub_access", "write_model_card"]
+def card_identity(training_args, source_model: str | None) -> dict:
+    """The card fields every training script fills alike: `repo_id` (the Hub id, or the output folder as the command
+    named it: what the card's snippet opens), `model_name`, and `base_model`, the source checkpoint when it is a Hub
+    id (only Hub ids are metadata; a local folder or no source gives None)."""
+    repo_id = training_args.hub_model_id or training_args.output_dir
+    base_model = None if source_model is None or Path(source_model).exists() else source_model
+    return {"model_name": Path(repo_id).name, "repo_id": repo_id, "base_model": base_model}
+
+
+def option_name(option) -> str:
+    """An option of TrainingArguments (an enum, such as `optim` or `lr_scheduler_type`) by its value."""
+    return str(getattr(option, "value", option))
+
+
+def total_batch(training_args) -> int:
+    """Examples per optimizer step: per-device batch x processes x gradient accumulation."""
+    return (training_args.per_device_train_batch_size * training_args.world_size
+            * training_args.gradient_accumulation_steps)
+
+
+def schedule_length(training_args) -> str:
+    """The run's length as the card gives it: its steps when --max_steps is set, else its epochs."""
+    if training_args.max_steps > 0:
+        return f"{training_args.max_steps} steps"
+    return f"{training_args.num_train_epochs:g} epochs"
+
+
+def card_results(metrics: dict, names: dict[str, str]) -> dict:
+    """The card's `results_split` (test when the run tested, else validation) and `metrics`: that split's results
+    named by `names` (a metric without its split prefix -> the card's name for it), those the run reported. The first
+    of `names` tells which splits ran."""
+    first = next(iter(names))
+    for prefix, split in (("test", "test"), ("eval", "validation")):
+        if f"{prefix}_{first}" in metrics:
+            found = {label: metrics[f"{prefix}_{key}"] for key, label in names.items() if f"{prefix}_{key}" in metrics}
+            return {"results_split": split, "metrics": found}
+    return {"results_split": None, "metrics": {}}
+
+
+__all__ = [
+    "card_identity",
+    "card_results",
+    "check_hub_access",
+    "option_name",
+    "schedule_length",
+    "total_batch",
+    "write_model_card",
+]

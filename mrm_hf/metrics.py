@@ -37,9 +37,16 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(str(path), **kwargs)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def single_label_scores(logits: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, slice]:
+    """The single-label AUC rule, in one place: (scores, references, columns) for one-vs-rest AUCs of the softmax.
+
+    The scores are the log-softmax of the logits (it ranks like the softmax, without float saturation ties) and the
+    references the one-hot class ids; `columns` keeps every class, or with two classes only class 1 (class 0's AUC is
+    the same)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    one_hot = class_ids[:, None] == np.arange(logits.shape[1])[None, :]
+    return scores, one_hot, slice(1, None) if logits.shape[1] == 2 else slice(None)
 
 
 def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) -> Callable:
@@ -72,9 +79,7 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
             labels = labels.reshape(-1).astype(np.int64)
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= logits.shape[1]:
                 raise ValueError(f"Expected class ids 0 .. {logits.shape[1] - 1}; found {np.unique(labels)[:10]}.")
-            scores = _log_softmax(logits)
-            one_hot = labels[:, None] == np.arange(logits.shape[1])[None, :]
-            columns = slice(1, None) if logits.shape[1] == 2 else slice(None)
+            scores, one_hot, columns = single_label_scores(logits, labels)
             metrics = roc_auc.compute(
                 predictions=scores[:, columns], references=one_hot[:, columns], class_names=class_names[columns]
             )

@@ -31,7 +31,8 @@ def _as_report_tokenizer(backend: Tokenizer, max_length: int) -> PreTrainedToken
     cls_id = backend.token_to_id(SPECIAL_TOKENS["cls_token"])
     found = [backend.token_to_id(token) for token in SPECIAL_TOKENS.values()]
     if found != [0, 1, 2, 3]:
-        raise ValueError(f"Expected [PAD], [UNK], [CLS], [MASK] to have ids 0, 1, 2, 3; found {found}.")
+        raise ValueError(f"The vocabulary's special tokens: expected [PAD], [UNK], [CLS], [MASK] at ids 0, 1, 2, 3; "
+                         f"found {found}.")
     backend.no_padding()
     backend.no_truncation()
     backend.post_processor = processors.TemplateProcessing(
@@ -51,13 +52,13 @@ def _as_report_tokenizer(backend: Tokenizer, max_length: int) -> PreTrainedToken
 def load_published_tokenizer(path: str | PathLike, max_length: int = MAX_LENGTH) -> PreTrainedTokenizerFast:
     """Load the published `mimic_wordpiece.json` as a tokenizer that prepends [CLS] itself."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"Expected a tokenizers JSON vocabulary at {path}; there is no such file.")
+        raise FileNotFoundError(f"{path}: expected a tokenizers JSON vocabulary; found no such file.")
     try:
         backend = Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises a bare Exception for malformed or truncated files
         raise ValueError(
-            f"Expected a complete tokenizers JSON vocabulary (such as mimic_wordpiece.json) in {path}; it does not "
-            f"parse: {error}"
+            f"{path}: expected a complete tokenizers JSON vocabulary (such as mimic_wordpiece.json); found a file that "
+            f"does not parse: {error}"
         ) from error
     return _as_report_tokenizer(backend, max_length)
 
@@ -108,8 +109,9 @@ def train_report_tokenizer(
     backend.train_from_iterator(counted, trainer=trainer)
     if backend.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise ValueError(
-            f"Expected reports with words to train a WordPiece vocabulary; found {counted.total} reports "
-            f"({counted.empty} empty or blank), which gave only the {len(SPECIAL_TOKENS)} special tokens."
+            f"train_report_tokenizer: expected reports with words to train a WordPiece vocabulary; found "
+            f"{counted.total} reports ({counted.empty} empty or blank), which gave only the {len(SPECIAL_TOKENS)} "
+            "special tokens."
         )
     return _as_report_tokenizer(backend, max_length)
 
@@ -139,7 +141,7 @@ class _Counted:
     def __iter__(self):
         for text in self.texts:
             if not isinstance(text, str):
-                raise TypeError(f"Expected report texts as str; found {type(text).__name__} at report {self.total}.")
+                raise TypeError(f"Report {self.total}: expected a report text as str; found {type(text).__name__}.")
             self.total += 1
             self.empty += not text.strip()
             yield text

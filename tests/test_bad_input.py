@@ -147,11 +147,11 @@ def test_collator_refuses_nan_pixel_values_naming_the_example(tokenizer):
 
 
 def test_vocabulary_json_missing_or_truncated_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"Expected a tokenizers JSON vocabulary at .*absent.json"):
+    with pytest.raises(FileNotFoundError, match=r"absent.json: expected a tokenizers JSON vocabulary; found no such file"):
         load_published_tokenizer(tmp_path / "absent.json")
     text = train_report_tokenizer(["left effusion"] * 3, vocab_size=40).backend_tokenizer.to_str()
     (tmp_path / "cut.json").write_text(text[: len(text) // 2])
-    with pytest.raises(ValueError, match=r"Expected a complete tokenizers JSON vocabulary .* in .*cut.json; it does not parse"):
+    with pytest.raises(ValueError, match=r"cut.json: expected a complete tokenizers JSON vocabulary .*; found a file that does not parse"):
         load_published_tokenizer(tmp_path / "cut.json")
 
 

@@ -23,7 +23,7 @@ from conftest import REPO_ROOT, run_without_mrm_hf, tiny_config
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMImageProcessor
 from mrm_hf.convert import main as convert
 from mrm_hf.figures import save_reconstruction_figure
-from mrm_hf.hub import write_model_card
+from mrm_hf.hub import card_results, write_model_card
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.segmentation import build_segmentation_model
 from mrm_hf.tokenization_mrm import train_report_tokenizer
@@ -247,8 +247,8 @@ def classification_card(folders, tmp_path) -> Path:
     folder = tmp_path / training_args.output_dir
     shutil.copytree(folders / "fine-tuned", folder)
     model = MRMForImageClassification.from_pretrained(folder)
-    split, metrics = run_classification.card_results({"test_mean_auc": 0.5}, ["effusion", "edema"])
-    return write_model_card(folder, run_classification.MODEL_CARD_TEMPLATE, metrics=metrics, results_split=split,
+    results = card_results({"test_mean_auc": 0.5}, run_classification.auc_names(["effusion", "edema"]))
+    return write_model_card(folder, run_classification.MODEL_CARD_TEMPLATE, **results,
                             **run_classification.model_card_fields(model, model_args, data_args, training_args, 8))
 
 
@@ -261,7 +261,7 @@ def segmentation_card(folders, tmp_path) -> Path:
     folder = tmp_path / training_args.output_dir
     shutil.copytree(folders / "segmentation", folder)
     model = AutoModelForSemanticSegmentation.from_pretrained(folder)
-    return write_model_card(folder, run_segmentation.MODEL_CARD_TEMPLATE, **run_segmentation.card_results({}),
+    return write_model_card(folder, run_segmentation.MODEL_CARD_TEMPLATE, **card_results({}, run_segmentation.CARD_METRICS),
                             **run_segmentation.model_card_fields(model, model_args, data_args, training_args, 8))
 
 

@@ -255,6 +255,6 @@ def test_what_would_stop_the_grid_later_stops_it_before_the_first_run(tmp_path):
     with pytest.raises(ValueError, match=r"The grid compares models on the test split: expected one in the csv data "
                                          r"after `--`; found only \['train', 'validation'\]"):
         run_label_efficiency.main(argv(f"good={good}", test=False))
-    with pytest.raises(ValueError, match=r"Run .*10pct.*No published recipe for covid with 10% of the labels"):
+    with pytest.raises(ValueError, match=r"Run .*10pct.*found no published recipe for covid with 10% of the labels"):
         run_label_efficiency.main(argv(f"good={good}", "--recipe", "covid"))  # --fractions 10,100
     assert not (root / "runs").exists()  # no run started

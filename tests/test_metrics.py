@@ -71,11 +71,11 @@ def test_auc_of_a_perfect_and_a_reversed_ranking():
 
 
 def test_auc_rejects_non_binary_labels_and_nan_scores():
-    with pytest.raises(ValueError, match=r"Class '0': Expected binary labels 0 and 1; found the values \[0, 1, 2\]"):
+    with pytest.raises(ValueError, match=r"Class '0': expected binary labels 0 and 1; found the values \[0, 1, 2\]"):
         roc_auc([0, 1, 2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match=r"number of predictions \(3\) and references \(2\)"):
         roc_auc([0, 1], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match=r"Class 'Edema': Expected scores without NaN; found 1 NaN of 3"):
+    with pytest.raises(ValueError, match=r"Class 'Edema': expected scores without NaN; found 1 NaN of 3"):
         per_class_auc([[0], [1], [1]], [[0.1], [np.nan], [0.2]], ["Edema"])
 
 

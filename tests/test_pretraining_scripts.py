@@ -306,7 +306,7 @@ def test_push_to_hub_offline_stops_at_start_with_one_line(script, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --push_to_hub needs the Hub, but offline mode is on")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --push_to_hub: expected the Hub; found offline mode on")
     assert not (tmp_path / "out").exists()
 
 
@@ -317,7 +317,7 @@ def test_push_to_hub_without_login_stops_at_start(tmp_path):
     with (
         mock.patch.object(constants, "HF_HUB_OFFLINE", False),
         mock.patch.object(HfApi, "whoami", side_effect=LocalTokenNotFoundError("Token is required, but no token found.")),
-        pytest.raises(SystemExit, match=r"needs a logged-in connection to the Hub, but it failed \(Token is required"),
+        pytest.raises(SystemExit, match=r"expected a logged-in connection to the Hub; found it failing \(Token is required"),
     ):
         run_pretraining.main([*TINY, "--output_dir", str(tmp_path / "out"), "--push_to_hub"])
     assert not (tmp_path / "out").exists()

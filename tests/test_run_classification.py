@@ -331,7 +331,7 @@ def test_label_columns_that_do_not_exist_stop_the_script_naming_them(tmp_path):
             "--label_columns", "Atelectasis,Pneumonitis", "--output_dir", str(tmp_path)]
     with pytest.raises(ValueError, match=r"\['Pneumonitis'\] are missing"):
         run_classification.main(argv)
-    with pytest.raises(ValueError, match="--dataset nih needs --data_dir and --split_dir"):
+    with pytest.raises(ValueError, match="--dataset nih: expected --data_dir and --split_dir; found none of them"):
         run_classification.main(["--model_name_or_path", "unused", "--dataset", "nih", "--output_dir", str(tmp_path)])
 
 
@@ -423,7 +423,7 @@ def test_a_recipe_sets_defaults_and_explicit_arguments_win(tmp_path):
 
     _, _, args = parse_arguments(base)  # no recipe: the class defaults, still the published optimiser
     assert (args.learning_rate, args.max_steps, args.warmup_steps) == (3e-3, -1, 0)
-    with pytest.raises(ValueError, match=r"No published recipe for covid with 1% .*'covid 100%'"):
+    with pytest.raises(ValueError, match=r"--recipe covid --label_fraction 1: expected a published recipe, one of .*'covid 100%'.*; found no published recipe for covid with 1% of the labels"):
         parse_arguments([*base, "--recipe", "covid", "--label_fraction", "1"])
 
 

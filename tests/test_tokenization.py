@@ -175,7 +175,7 @@ def test_non_published_special_ids_are_rejected(shared, tmp_path):
     vocabulary = json.loads(shared(*VOCAB).read_text())
     vocabulary["model"]["vocab"].update({"[PAD]": 1, "[UNK]": 0})  # swapped, as in a BERT-style vocabulary
     (tmp_path / "swapped.json").write_text(json.dumps(vocabulary))
-    with pytest.raises(ValueError, match=r"ids 0, 1, 2, 3; found \[1, 0, 2, 3\]"):
+    with pytest.raises(ValueError, match=r"at ids 0, 1, 2, 3; found \[1, 0, 2, 3\]"):
         load_published_tokenizer(tmp_path / "swapped.json")
 
 

@@ -47,7 +47,7 @@ class MaskDice(evaluate.Metric):
 
     def _compute(self, predictions, references):
         if len(predictions) == 0:
-            raise ValueError("Expected at least one image; found none.")
+            raise ValueError("The predictions: expected at least one image; found none.")
         intersections, predicted, true = [], [], []
         for index, (prediction, reference) in enumerate(zip(predictions, references)):
             if len(prediction) != len(reference):

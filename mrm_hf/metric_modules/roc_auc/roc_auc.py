@@ -50,14 +50,16 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def binary_roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve of 0/1 `labels` against `scores`; NaN when the labels hold one value only."""
+def binary_roc_auc(labels: np.ndarray, scores: np.ndarray, name: str = "The labels") -> float:
+    """Area under the ROC curve of 0/1 `labels` against `scores`; NaN when the labels hold one value only. `name` says
+    whose labels an error is about."""
     values = np.unique(labels)
     if not np.isin(values, (0, 1)).all():
         shown = [int(v) if float(v).is_integer() else float(v) for v in values[:10]]
-        raise ValueError(f"Expected binary labels 0 and 1; found the values {shown}.")
+        raise ValueError(f"{name}: expected binary labels 0 and 1; found the values {shown}.")
     if np.isnan(scores).any():
-        raise ValueError(f"Expected scores without NaN; found {int(np.isnan(scores).sum())} NaN of {scores.size}.")
+        raise ValueError(f"{name}: expected scores without NaN; found {int(np.isnan(scores).sum())} NaN of "
+                         f"{scores.size}.")
     positive = labels == 1
     n_positive = int(positive.sum())
     n_negative = labels.size - n_positive
@@ -93,16 +95,13 @@ class RocAuc(evaluate.Metric):
             class_names = [str(column) for column in range(scores.shape[1])]
         class_names = list(class_names)
         if labels.shape != scores.shape or scores.shape[1] != len(class_names):
-            raise ValueError(f"Expected labels and scores of one shape (N, {len(class_names)}) for the classes "
-                             f"{class_names}; found {labels.shape} and {scores.shape}.")
+            raise ValueError(f"The references and predictions: expected one shape (N, {len(class_names)}) for the "
+                             f"classes {class_names}; found {labels.shape} and {scores.shape}.")
         if len(set(class_names)) != len(class_names):
-            raise ValueError(f"Expected distinct class names; found {class_names}.")
+            raise ValueError(f"class_names: expected distinct names; found {class_names}.")
         metrics, undefined = {}, []
         for column, name in enumerate(class_names):
-            try:
-                auc = binary_roc_auc(labels[:, column], scores[:, column])
-            except ValueError as error:
-                raise ValueError(f"Class {name!r}: {error}") from None
+            auc = binary_roc_auc(labels[:, column], scores[:, column], f"Class {name!r}")
             if math.isnan(auc):
                 undefined.append(name)
             metrics[f"auc_{name}"] = auc
