@@ -55,6 +55,26 @@ class MRMModelOutput(ModelOutput):
 
 
 @dataclass
+class MRMImageFeaturesOutput(ModelOutput):
+    """Output of `MRMForPreTraining.get_image_features`: the image as the report branch reads it.
+
+    last_hidden_state: (batch, 1 + seen patches, hidden) the encoder's tokens of the low-resolution view, cls first.
+    pooler_output: (batch, report_hidden_size) the image's global feature, which the report branch adds to every
+        token: the mean of the seen patch tokens, projected by the fusion. None for an image-only model (no fusion).
+    mask: (batch, num_patches) 1 where a patch was masked; None without masking.
+    ids_restore: (batch, num_patches) the permutation that puts the shuffled patches back in place; None without
+        masking.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
 class MRMForPreTrainingOutput(ModelOutput):
     """Output of MRM pre-training.
 
@@ -636,6 +656,72 @@ class MRMForPreTraining(MRMPreTrainedModel):
         return summed, (labels != -100).sum()
 
     @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MRMImageFeaturesOutput:
+        r"""
+        The image's global feature as the report branch reads it (`pooler_output`, (batch, report_hidden_size)), and
+        the encoder's tokens (`last_hidden_state`), from the model's own low-resolution view of `pixel_values`.
+
+        pixel_values: (batch, channels, reconstruction_size, reconstruction_size), the high-resolution view, as
+            `forward` takes it.
+        mask_ratio, noise: MAE masking, as `MRMModel` takes them; without either the encoder sees every patch (what
+            report filling reads), with them the seen patches alone (what `forward` reads in pre-training).
+        """
+        size = self.config.reconstruction_size
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
+            raise ValueError(
+                f"MRMForPreTraining pixel_values: expected the high-resolution view, (batch, "
+                f"{self.config.num_channels}, {size}, {size}); found {tuple(pixel_values.shape)}. The model makes the "
+                f"{self.config.image_size} px encoder input itself."
+            )
+        encoder_outputs: MRMModelOutput = self.image_encoder(
+            self.downsample(pixel_values), mask_ratio=mask_ratio, noise=noise, **kwargs
+        )
+        tokens = encoder_outputs.last_hidden_state
+        return MRMImageFeaturesOutput(
+            last_hidden_state=tokens,
+            pooler_output=self.fusion(tokens) if self.fusion is not None else None,
+            mask=encoder_outputs.mask,
+            ids_restore=encoder_outputs.ids_restore,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+    def get_report_logits(
+        self,
+        input_ids: torch.Tensor,
+        image_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        The report branch's token scores, (batch, length, report vocab), for a masked report read with an image.
+
+        image_features: (batch, report_hidden_size) the feature added to every token: `get_image_features`'
+            `pooler_output`, or any other (zeros for no image).
+        positions: (batch, length) bool; when given, only the True positions are scored, (positions, report vocab)
+            (`config.sparse_prediction`).
+        """
+        if self.report_branch is None:
+            raise ValueError(
+                "MRMForPreTraining.get_report_logits: expected a model with a report branch; found one that pre-trains "
+                "on images alone (use_report_branch=False)."
+            )
+        expected = (input_ids.shape[0], self.config.report_hidden_size)
+        if tuple(image_features.shape) != expected:
+            raise ValueError(
+                f"MRMForPreTraining.get_report_logits image_features: expected shape {expected} (batch, "
+                f"report_hidden_size), as get_image_features' pooler_output; found {tuple(image_features.shape)}."
+            )
+        return self.report_branch(input_ids, image_features, attention_mask, token_type_ids, positions=positions)
+
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -658,13 +744,6 @@ class MRMForPreTraining(MRMPreTrainedModel):
             the paper's masked-token loss; the full original ids give the published code's loss.
         noise: (batch, num_patches) masking noise; the patches with the smallest noise are kept.
         """
-        size = self.config.reconstruction_size
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
-            raise ValueError(
-                f"MRMForPreTraining pixel_values: expected the high-resolution view, (batch, "
-                f"{self.config.num_channels}, {size}, {size}); found {tuple(pixel_values.shape)}. The model makes the "
-                f"{self.config.image_size} px encoder input itself."
-            )
         if input_ids is not None and self.report_branch is None:
             raise ValueError(
                 "MRMForPreTraining input_ids: expected none, as this model pre-trains on images alone "
@@ -680,12 +759,12 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"labels: expected the shape of input_ids, {tuple(input_ids.shape)}; found {tuple(labels.shape)}."
             )
 
-        encoder_outputs: MRMModelOutput = self.image_encoder(
-            self.downsample(pixel_values), mask_ratio=self.config.mask_ratio, noise=noise, **kwargs
+        image_outputs: MRMImageFeaturesOutput = self.get_image_features(
+            pixel_values, mask_ratio=self.config.mask_ratio, noise=noise, return_dict=True, **kwargs
         )
-        latent, mask = encoder_outputs.last_hidden_state, encoder_outputs.mask
+        latent, mask = image_outputs.last_hidden_state, image_outputs.mask
 
-        image_logits = self.image_decoder(latent, encoder_outputs.ids_restore)
+        image_logits = self.image_decoder(latent, image_outputs.ids_restore)
         image_loss = self.image_loss(pixel_values, image_logits, mask)
         loss = self.config.image_loss_weight * image_loss
 
@@ -694,8 +773,8 @@ class MRMForPreTraining(MRMPreTrainedModel):
         # Sparse prediction scores the labelled positions alone; the loss is the same either way.
         labelled = labels != -100 if labels is not None and self.config.sparse_prediction else None
         if input_ids is not None:
-            report_logits = self.report_branch(
-                input_ids, self.fusion(latent), attention_mask, token_type_ids, positions=labelled
+            report_logits = self.get_report_logits(
+                input_ids, image_outputs.pooler_output, attention_mask, token_type_ids, positions=labelled
             )
         if labels is not None:
             summed, count = self.report_loss(report_logits, labels if labelled is None else labels[labelled])
@@ -709,9 +788,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
             image_logits=image_logits,
             report_logits=report_logits,
             mask=mask,
-            ids_restore=encoder_outputs.ids_restore,
-            hidden_states=encoder_outputs.hidden_states,
-            attentions=encoder_outputs.attentions,
+            ids_restore=image_outputs.ids_restore,
+            hidden_states=image_outputs.hidden_states,
+            attentions=image_outputs.attentions,
         )
 
 
