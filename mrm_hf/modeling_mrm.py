@@ -78,7 +78,8 @@ class MRMImageFeaturesOutput(ModelOutput):
 class MRMForPreTrainingOutput(ModelOutput):
     """Output of MRM pre-training.
 
-    loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`).
+    loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`). With
+        `num_items_in_batch`, this batch's share of the loss of the whole accumulated batch instead (see `forward`).
     image_loss: norm-pix MSE over the masked patches of the high-resolution image (every sample has as many masked
         patches, so it is also the mean over samples of their own).
     report_loss: cross entropy over the report positions whose label is not -100.
@@ -593,10 +594,11 @@ class MRMModel(MRMPreTrainedModel):
 class MRMForPreTraining(MRMPreTrainedModel):
     """MRM pre-training: masked image modelling at high resolution plus image-conditioned masked report modelling."""
 
-    # `loss` is this batch's own. Exact gradient accumulation normalises each loss by its own count over the whole
-    # accumulated batch (images for the image loss, labelled tokens for the report loss): a training loop's job,
-    # done by `mrm_hf.training` (MRMPreTrainer, accumulate_gradients); a plain Trainer divides this loss by the
-    # accumulation steps.
+    # Exact gradient accumulation divides each loss by its own count over the whole accumulated batch: images for the
+    # image loss, labelled tokens for the report loss. `forward` does it when given both counts as `num_items_in_batch`
+    # (`mrm_hf.training` passes them: MRMPreTrainer, accumulate_gradients). False on purpose: Trainer would otherwise
+    # pass its own `num_items_in_batch`, a count of labelled tokens alone, which cannot normalise the image loss; a
+    # plain Trainer instead divides this batch's own loss by the accumulation steps.
     accepts_loss_kwargs = False
 
     def __init__(self, config: MRMConfig):
@@ -647,7 +649,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
     def report_loss(self, report_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross entropy over the positions whose label is not -100, and how many positions that is.
 
-        report_logits: (..., vocab) scores of the positions of `labels` (...).
+        report_logits: (..., vocab) scores of the positions of `labels` (...). The sum is divided once, by whoever
+        knows over how many tokens to average: `forward` (this batch, or the accumulated batch) or a caller that sums
+        over several batches (`mrm_hf.report_filling.report_loss_by_image`).
         """
         labels = labels.to(report_logits.device).reshape(-1)
         summed = F.cross_entropy(
@@ -730,6 +734,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MRMForPreTrainingOutput:
         r"""
@@ -743,6 +748,10 @@ class MRMForPreTraining(MRMPreTrainedModel):
         labels: (batch, length) ids to predict, -100 where nothing is predicted. -100 on every unmasked token gives
             the paper's masked-token loss; the full original ids give the published code's loss.
         noise: (batch, num_patches) masking noise; the patches with the smallest noise are kept.
+        num_items_in_batch: (2,) the images and the labelled report tokens of the whole accumulated batch, over every
+            process (`mrm_hf.training.accumulation_counts`). Given, `loss` is this batch's share of that batch's
+            loss: the summed image and report losses each divided by their own count there, so the shares of the
+            micro-batches add up to the full batch's loss. `image_loss` and `report_loss` stay this batch's means.
         """
         if input_ids is not None and self.report_branch is None:
             raise ValueError(
@@ -759,6 +768,12 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"labels: expected the shape of input_ids, {tuple(input_ids.shape)}; found {tuple(labels.shape)}."
             )
 
+        if num_items_in_batch is not None and tuple(num_items_in_batch.shape) != (2,):
+            raise ValueError(
+                "MRMForPreTraining num_items_in_batch: expected the (images, labelled report tokens) of the "
+                f"accumulated batch, shape (2,); found shape {tuple(num_items_in_batch.shape)}."
+            )
+
         image_outputs: MRMImageFeaturesOutput = self.get_image_features(
             pixel_values, mask_ratio=self.config.mask_ratio, noise=noise, return_dict=True, **kwargs
         )
@@ -766,9 +781,8 @@ class MRMForPreTraining(MRMPreTrainedModel):
 
         image_logits = self.image_decoder(latent, image_outputs.ids_restore)
         image_loss = self.image_loss(pixel_values, image_logits, mask)
-        loss = self.config.image_loss_weight * image_loss
 
-        report_logits = report_loss = None
+        report_logits = report_loss = summed = None
         labels = None if labels is None else labels.to(latent.device)
         # Sparse prediction scores the labelled positions alone; the loss is the same either way.
         labelled = labels != -100 if labels is not None and self.config.sparse_prediction else None
@@ -779,7 +793,18 @@ class MRMForPreTraining(MRMPreTrainedModel):
         if labels is not None:
             summed, count = self.report_loss(report_logits, labels if labelled is None else labels[labelled])
             report_loss = summed / count.clamp(min=1)
-            loss = loss + self.config.report_loss_weight * report_loss
+
+        image_weight, report_weight = self.config.image_loss_weight, self.config.report_loss_weight
+        if num_items_in_batch is None:
+            loss = image_weight * image_loss
+            if report_loss is not None:
+                loss = loss + report_weight * report_loss
+        else:
+            # Every image has as many masked patches, so image_loss * batch is the sum of the images' own losses.
+            num_images, num_tokens = num_items_in_batch.to(image_loss.device).unbind()
+            loss = image_weight * image_loss * len(pixel_values) / num_images
+            if summed is not None:
+                loss = loss + report_weight * summed / num_tokens.clamp(min=1)
 
         return MRMForPreTrainingOutput(
             loss=loss,

@@ -262,6 +262,22 @@ def test_doors_of_an_image_only_model_and_a_wrong_feature():
         model.get_image_features(torch.randn(2, 3, 32, 32))
 
 
+def test_loss_with_num_items_in_batch_is_this_batchs_share_of_the_accumulated_loss():
+    model = MRMForPreTraining(tiny_config()).eval()
+    batch, _ = tiny_batch(model.config)
+    noise = torch.rand(2, model.config.num_patches)
+    counts = torch.stack([torch.tensor(2), (batch["labels"] != -100).sum()])
+    with torch.no_grad():
+        own = model(**batch, noise=noise)
+        alone = model(**batch, noise=noise, num_items_in_batch=counts)  # the whole accumulated batch
+        half = model(**batch, noise=noise, num_items_in_batch=2 * counts)  # another batch as large elsewhere
+    torch.testing.assert_close(alone.loss, own.loss)
+    torch.testing.assert_close(half.loss, own.loss / 2)
+    assert torch.equal(half.image_loss, own.image_loss) and torch.equal(half.report_loss, own.report_loss)
+    with pytest.raises(ValueError, match=r"num_items_in_batch: expected .* shape \(2,\); found shape \(\)"):
+        model(**batch, num_items_in_batch=counts[1])
+
+
 @pytest.mark.parametrize("model_class", [MRMModel, MRMForPreTraining])
 def test_sdpa_matches_eager(model_class):
     torch.manual_seed(0)
