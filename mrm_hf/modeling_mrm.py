@@ -684,7 +684,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"{self.config.image_size} px encoder input itself."
             )
         encoder_outputs: MRMModelOutput = self.image_encoder(
-            self.downsample(pixel_values), mask_ratio=mask_ratio, noise=noise, **kwargs
+            self.downsample(pixel_values), mask_ratio=mask_ratio, noise=noise, return_dict=True, **kwargs
         )
         tokens = encoder_outputs.last_hidden_state
         return MRMImageFeaturesOutput(

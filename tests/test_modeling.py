@@ -487,3 +487,16 @@ def test_classifier_losses_follow_the_problem_type():
     regression = MRMForImageClassification(tiny_config(num_labels=1)).eval()
     out = regression(pixel_values, labels=torch.tensor([0.5, 1.0, -1.0, 2.0]))
     torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(), torch.tensor([0.5, 1.0, -1.0, 2.0])))
+
+
+def test_config_return_dict_false_gives_tuples_from_forward_and_the_doors():
+    # The doors ask the encoder for its named output whatever the config says, and give tuples themselves.
+    model = MRMForPreTraining(tiny_config(return_dict=False)).eval()
+    batch, _ = tiny_batch(model.config)
+    noise = torch.rand(2, model.config.num_patches)
+    with torch.no_grad():
+        as_tuple, named = model(**batch, noise=noise), model(**batch, noise=noise, return_dict=True)
+        features = model.get_image_features(batch["pixel_values"])
+        named_features = model.get_image_features(batch["pixel_values"], return_dict=True)
+    assert isinstance(as_tuple, tuple) and isinstance(features, tuple)
+    assert torch.equal(as_tuple[0], named.loss) and torch.equal(features[1], named_features.pooler_output)
