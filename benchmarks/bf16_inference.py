@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                     times[name].append(seconds)
                 outputs[name] = output.logits.float()
         features = {
-            name: model.image_encoder(pixel_values.to(model.dtype)).pooler_output.float()
+            name: model.base_model(pixel_values.to(model.dtype)).pooler_output.float()  # the encoder's pooling
             for name, model in models.items()
         }
 

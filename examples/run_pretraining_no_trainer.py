@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         while completed_steps < max_steps and (group := list(islice(batches, args.gradient_accumulation_steps))):
             if augment is not None:  # --augment_on_device: decoded images become pixel values here
                 group = [augment(batch) for batch in group]
-            # Each loss normalised by its own count over the whole accumulated batch of every process: exact.
+            # The model divides each summed loss by its count over the whole accumulated batch of every process: exact.
             step_loss, parts = accumulate_gradients(model, group, accelerator)
             for part in parts:
                 window.add(part)

@@ -55,10 +55,31 @@ class MRMModelOutput(ModelOutput):
 
 
 @dataclass
+class MRMImageFeaturesOutput(ModelOutput):
+    """Output of `MRMForPreTraining.get_image_features`: the image as the report branch reads it.
+
+    last_hidden_state: (batch, 1 + seen patches, hidden) the encoder's tokens of the low-resolution view, cls first.
+    pooler_output: (batch, report_hidden_size) the image's global feature, which the report branch adds to every
+        token: the mean of the seen patch tokens, projected by the fusion. None for an image-only model (no fusion).
+    mask: (batch, num_patches) 1 where a patch was masked; None without masking.
+    ids_restore: (batch, num_patches) the permutation that puts the shuffled patches back in place; None without
+        masking.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
 class MRMForPreTrainingOutput(ModelOutput):
     """Output of MRM pre-training.
 
-    loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`).
+    loss: image_loss_weight * image_loss + report_loss_weight * report_loss (the report term only with `labels`). With
+        `num_items_in_batch`, this batch's share of the loss of the whole accumulated batch instead (see `forward`).
     image_loss: norm-pix MSE over the masked patches of the high-resolution image (every sample has as many masked
         patches, so it is also the mean over samples of their own).
     report_loss: cross entropy over the report positions whose label is not -100.
@@ -573,10 +594,11 @@ class MRMModel(MRMPreTrainedModel):
 class MRMForPreTraining(MRMPreTrainedModel):
     """MRM pre-training: masked image modelling at high resolution plus image-conditioned masked report modelling."""
 
-    # `loss` is this batch's own. Exact gradient accumulation normalises each loss by its own count over the whole
-    # accumulated batch (images for the image loss, labelled tokens for the report loss): a training loop's job,
-    # done by `mrm_hf.training` (MRMPreTrainer, accumulate_gradients); a plain Trainer divides this loss by the
-    # accumulation steps.
+    # Exact gradient accumulation divides each loss by its own count over the whole accumulated batch: images for the
+    # image loss, labelled tokens for the report loss. `forward` does it when given both counts as `num_items_in_batch`
+    # (`mrm_hf.training` passes them: MRMPreTrainer, accumulate_gradients). False on purpose: Trainer would otherwise
+    # pass its own `num_items_in_batch`, a count of labelled tokens alone, which cannot normalise the image loss; a
+    # plain Trainer instead divides this batch's own loss by the accumulation steps.
     accepts_loss_kwargs = False
 
     def __init__(self, config: MRMConfig):
@@ -627,13 +649,81 @@ class MRMForPreTraining(MRMPreTrainedModel):
     def report_loss(self, report_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross entropy over the positions whose label is not -100, and how many positions that is.
 
-        report_logits: (..., vocab) scores of the positions of `labels` (...).
+        report_logits: (..., vocab) scores of the positions of `labels` (...). The sum is divided once, by whoever
+        knows over how many tokens to average: `forward` (this batch, or the accumulated batch) or a caller that sums
+        over several batches (`mrm_hf.report_filling.report_loss_by_image`).
         """
         labels = labels.to(report_logits.device).reshape(-1)
         summed = F.cross_entropy(
             report_logits.float().reshape(-1, report_logits.shape[-1]), labels, ignore_index=-100, reduction="sum"
         )
         return summed, (labels != -100).sum()
+
+    @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MRMImageFeaturesOutput:
+        r"""
+        The image's global feature as the report branch reads it (`pooler_output`, (batch, report_hidden_size)), and
+        the encoder's tokens (`last_hidden_state`), from the model's own low-resolution view of `pixel_values`.
+
+        pixel_values: (batch, channels, reconstruction_size, reconstruction_size), the high-resolution view, as
+            `forward` takes it.
+        mask_ratio, noise: MAE masking, as `MRMModel` takes them; without either the encoder sees every patch (what
+            report filling reads), with them the seen patches alone (what `forward` reads in pre-training).
+        """
+        size = self.config.reconstruction_size
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
+            raise ValueError(
+                f"MRMForPreTraining pixel_values: expected the high-resolution view, (batch, "
+                f"{self.config.num_channels}, {size}, {size}); found {tuple(pixel_values.shape)}. The model makes the "
+                f"{self.config.image_size} px encoder input itself."
+            )
+        encoder_outputs: MRMModelOutput = self.image_encoder(
+            self.downsample(pixel_values), mask_ratio=mask_ratio, noise=noise, return_dict=True, **kwargs
+        )
+        tokens = encoder_outputs.last_hidden_state
+        return MRMImageFeaturesOutput(
+            last_hidden_state=tokens,
+            pooler_output=self.fusion(tokens) if self.fusion is not None else None,
+            mask=encoder_outputs.mask,
+            ids_restore=encoder_outputs.ids_restore,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+    def get_report_logits(
+        self,
+        input_ids: torch.Tensor,
+        image_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        The report branch's token scores, (batch, length, report vocab), for a masked report read with an image.
+
+        image_features: (batch, report_hidden_size) the feature added to every token: `get_image_features`'
+            `pooler_output`, or any other (zeros for no image).
+        positions: (batch, length) bool; when given, only the True positions are scored, (positions, report vocab)
+            (`config.sparse_prediction`).
+        """
+        if self.report_branch is None:
+            raise ValueError(
+                "MRMForPreTraining.get_report_logits: expected a model with a report branch; found one that pre-trains "
+                "on images alone (use_report_branch=False)."
+            )
+        expected = (input_ids.shape[0], self.config.report_hidden_size)
+        if tuple(image_features.shape) != expected:
+            raise ValueError(
+                f"MRMForPreTraining.get_report_logits image_features: expected shape {expected} (batch, "
+                f"report_hidden_size), as get_image_features' pooler_output; found {tuple(image_features.shape)}."
+            )
+        return self.report_branch(input_ids, image_features, attention_mask, token_type_ids, positions=positions)
 
     @can_return_tuple
     def forward(
@@ -644,6 +734,7 @@ class MRMForPreTraining(MRMPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MRMForPreTrainingOutput:
         r"""
@@ -657,14 +748,11 @@ class MRMForPreTraining(MRMPreTrainedModel):
         labels: (batch, length) ids to predict, -100 where nothing is predicted. -100 on every unmasked token gives
             the paper's masked-token loss; the full original ids give the published code's loss.
         noise: (batch, num_patches) masking noise; the patches with the smallest noise are kept.
+        num_items_in_batch: (2,) the images and the labelled report tokens of the whole accumulated batch, over every
+            process (`mrm_hf.training.accumulation_counts`). Given, `loss` is this batch's share of that batch's
+            loss: the summed image and report losses each divided by their own count there, so the shares of the
+            micro-batches add up to the full batch's loss. `image_loss` and `report_loss` stay this batch's means.
         """
-        size = self.config.reconstruction_size
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
-            raise ValueError(
-                f"MRMForPreTraining pixel_values: expected the high-resolution view, (batch, "
-                f"{self.config.num_channels}, {size}, {size}); found {tuple(pixel_values.shape)}. The model makes the "
-                f"{self.config.image_size} px encoder input itself."
-            )
         if input_ids is not None and self.report_branch is None:
             raise ValueError(
                 "MRMForPreTraining input_ids: expected none, as this model pre-trains on images alone "
@@ -680,27 +768,43 @@ class MRMForPreTraining(MRMPreTrainedModel):
                 f"labels: expected the shape of input_ids, {tuple(input_ids.shape)}; found {tuple(labels.shape)}."
             )
 
-        encoder_outputs: MRMModelOutput = self.image_encoder(
-            self.downsample(pixel_values), mask_ratio=self.config.mask_ratio, noise=noise, **kwargs
+        if num_items_in_batch is not None and tuple(num_items_in_batch.shape) != (2,):
+            raise ValueError(
+                "MRMForPreTraining num_items_in_batch: expected the (images, labelled report tokens) of the "
+                f"accumulated batch, shape (2,); found shape {tuple(num_items_in_batch.shape)}."
+            )
+
+        image_outputs: MRMImageFeaturesOutput = self.get_image_features(
+            pixel_values, mask_ratio=self.config.mask_ratio, noise=noise, return_dict=True, **kwargs
         )
-        latent, mask = encoder_outputs.last_hidden_state, encoder_outputs.mask
+        latent, mask = image_outputs.last_hidden_state, image_outputs.mask
 
-        image_logits = self.image_decoder(latent, encoder_outputs.ids_restore)
+        image_logits = self.image_decoder(latent, image_outputs.ids_restore)
         image_loss = self.image_loss(pixel_values, image_logits, mask)
-        loss = self.config.image_loss_weight * image_loss
 
-        report_logits = report_loss = None
+        report_logits = report_loss = summed = None
         labels = None if labels is None else labels.to(latent.device)
         # Sparse prediction scores the labelled positions alone; the loss is the same either way.
         labelled = labels != -100 if labels is not None and self.config.sparse_prediction else None
         if input_ids is not None:
-            report_logits = self.report_branch(
-                input_ids, self.fusion(latent), attention_mask, token_type_ids, positions=labelled
+            report_logits = self.get_report_logits(
+                input_ids, image_outputs.pooler_output, attention_mask, token_type_ids, positions=labelled
             )
         if labels is not None:
             summed, count = self.report_loss(report_logits, labels if labelled is None else labels[labelled])
             report_loss = summed / count.clamp(min=1)
-            loss = loss + self.config.report_loss_weight * report_loss
+
+        image_weight, report_weight = self.config.image_loss_weight, self.config.report_loss_weight
+        if num_items_in_batch is None:
+            loss = image_weight * image_loss
+            if report_loss is not None:
+                loss = loss + report_weight * report_loss
+        else:
+            # Every image has as many masked patches, so image_loss * batch is the sum of the images' own losses.
+            num_images, num_tokens = num_items_in_batch.to(image_loss.device).unbind()
+            loss = image_weight * image_loss * len(pixel_values) / num_images
+            if summed is not None:
+                loss = loss + report_weight * summed / num_tokens.clamp(min=1)
 
         return MRMForPreTrainingOutput(
             loss=loss,
@@ -709,9 +813,9 @@ class MRMForPreTraining(MRMPreTrainedModel):
             image_logits=image_logits,
             report_logits=report_logits,
             mask=mask,
-            ids_restore=encoder_outputs.ids_restore,
-            hidden_states=encoder_outputs.hidden_states,
-            attentions=encoder_outputs.attentions,
+            ids_restore=image_outputs.ids_restore,
+            hidden_states=image_outputs.hidden_states,
+            attentions=image_outputs.attentions,
         )
 
 

@@ -8,8 +8,9 @@ The report branch is a BERT that fills masked report words with the image's glob
   zeroed, and with another record's image. A report branch that ignores the image gives three equal losses; one that
   reads it does worse without its own image.
 
-Both look at the whole image: the encoder sees the unmasked view (in pre-training it saw a quarter of the patches), so
-the global feature is the mean over every patch.
+Both read the model through its doors, `MRMForPreTraining.get_image_features` and `get_report_logits`, the ones its
+own forward uses, and look at the whole image: the encoder sees the unmasked view (in pre-training it saw a quarter of
+the patches), so the global feature is the mean over every patch.
 """
 
 import math
@@ -25,12 +26,6 @@ from .modeling_mrm import MRMForPreTraining
 
 TASK = "mrm-report-fill-mask"
 IMAGE_CONDITIONS = ("own", "zero", "shuffled")
-
-
-def image_feature(model: MRMForPreTraining, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The fused global feature the report branch adds to every token, from the unmasked high-resolution view."""
-    encoded = model.image_encoder(model.downsample(pixel_values))
-    return model.fusion(encoded.last_hidden_state)
 
 
 @torch.no_grad()
@@ -68,8 +63,9 @@ def report_loss_by_image(model: MRMForPreTraining, batches, accelerator=None) ->
     if getattr(model, "report_branch", None) is None:  # an image-only model (--image_only): nothing to measure
         return {}
     if accelerator is not None and str(accelerator.distributed_type).endswith("FSDP"):
-        warnings.warn("report_loss_by_image calls the model's branches one by one, which FSDP's sharded parameters do "
-                      "not allow: the image-use diagnostic is not measured in this run.", UserWarning)
+        warnings.warn("report_loss_by_image calls the model's doors (get_image_features, get_report_logits) outside "
+                      "its forward, which FSDP's sharded parameters do not allow: the image-use diagnostic is not "
+                      "measured in this run.", UserWarning)
         return {}
     was_training = model.training
     model.eval()
@@ -78,7 +74,7 @@ def report_loss_by_image(model: MRMForPreTraining, batches, accelerator=None) ->
         if batch.get("labels") is None:
             raise ValueError(f"report_loss_by_image, batch {number}: expected masked reports with `labels`; found "
                              "none.")
-        features.append(image_feature(model, batch["pixel_values"]))
+        features.append(model.get_image_features(batch["pixel_values"]).pooler_output)
         reports.append({k: batch.get(k) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")})
     if not features:
         raise ValueError("report_loss_by_image: expected at least one batch; found none.")
@@ -86,7 +82,7 @@ def report_loss_by_image(model: MRMForPreTraining, batches, accelerator=None) ->
     totals = torch.zeros(5, dtype=torch.float64, device=features[0].device)  # 3 summed losses, tokens, lone records
     for report, feature, other in zip(reports, features, others):
         for index, condition in enumerate((feature, torch.zeros_like(feature), other)):
-            logits = model.report_branch(
+            logits = model.get_report_logits(
                 report["input_ids"], condition, report["attention_mask"], report["token_type_ids"]
             )
             summed, count = model.report_loss(logits, report["labels"])
@@ -146,9 +142,9 @@ class MRMReportFillMaskPipeline(Pipeline):
         return model_inputs
 
     def _forward(self, model_inputs: dict) -> dict:
-        logits = self.model.report_branch(
+        logits = self.model.get_report_logits(
             model_inputs["input_ids"],
-            image_feature(self.model, model_inputs["pixel_values"]),
+            self.model.get_image_features(model_inputs["pixel_values"]).pooler_output,
             model_inputs.get("attention_mask"),
             model_inputs.get("token_type_ids"),
         )
@@ -187,7 +183,6 @@ __all__ = [
     "TASK",
     "MRMReportFillMaskPipeline",
     "fill_report",
-    "image_feature",
     "image_reliance_verdict",
     "report_loss_by_image",
 ]

@@ -20,7 +20,6 @@ from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .checkpoints import publish_checkpoint, reading_checkpoint, staging_folder
-from .configuration_mrm import MRMConfig
 from .report_filling import report_loss_by_image
 
 
@@ -239,7 +238,10 @@ class RunningMeans:
 def accumulation_counts(micro_batches: list[dict], gather, device) -> torch.Tensor:
     """(images, labelled report tokens) in the micro-batches of one optimiser step, summed over every process.
 
-    `gather` is `Accelerator.gather`. These are the divisors of `accumulated_loss`.
+    `gather` is `Accelerator.gather`. Passed to the model as `num_items_in_batch`, they are the divisors of its loss:
+    `MRMForPreTraining.forward` divides the summed image and report losses by them, once, so that the losses of all
+    micro-batches (and processes) add up to the full batch's loss, whatever the labelled tokens of each, and
+    accumulation gives the full batch's gradients.
     """
     images = sum(len(batch["pixel_values" if "pixel_values" in batch else "decoded_images"]) for batch in micro_batches)
     images = torch.tensor(images, device=device)
@@ -250,38 +252,22 @@ def accumulation_counts(micro_batches: list[dict], gather, device) -> torch.Tens
     return gather(torch.stack([images, tokens])[None]).sum(dim=0)
 
 
-def accumulated_loss(outputs, batch: dict, counts: torch.Tensor, config: MRMConfig) -> torch.Tensor:
-    """This micro-batch's share of the loss of the whole accumulated batch, `counts` being `accumulation_counts`.
-
-    The image loss is a mean over samples (every sample has as many masked patches) and the report loss a mean over
-    labelled tokens; each is summed over this micro-batch and divided by its own count over the whole accumulated batch
-    of every process. The shares of all micro-batches (and processes) add up to the full batch's loss, whatever the
-    labelled tokens of each, so accumulation gives the full batch's gradients; DDP averages gradients over processes,
-    so each process backpropagates its share times the number of processes.
-    """
-    num_images, num_tokens = counts.to(outputs.image_loss.device).unbind()
-    loss = config.image_loss_weight * outputs.image_loss * len(batch["pixel_values"]) / num_images
-    if outputs.report_loss is not None:
-        labelled = (batch["labels"] != -100).sum()
-        loss = loss + config.report_loss_weight * outputs.report_loss * labelled / num_tokens.clamp(min=1)
-    return loss
-
-
 def accumulate_gradients(model, micro_batches: list[dict], accelerator) -> tuple[float, list[dict]]:
-    """Forward and backward over the micro-batches of one optimiser step, normalised as one batch (`accumulated_loss`).
+    """Forward and backward over the micro-batches of one optimiser step, normalised as one batch (the model's loss
+    with `num_items_in_batch`, see `accumulation_counts`).
 
-    Gradients are exchanged between processes only after the last micro-batch. Returns the step's loss (this
-    process's part times the number of processes: its mean over processes is the loss of the whole batch) and each
-    micro-batch's `image_loss` and `report_loss`.
+    Gradients are exchanged between processes only after the last micro-batch. DDP averages them over processes, so
+    each backpropagates its share times the number of processes. Returns the step's loss (this process's part times
+    the number of processes: its mean over processes is the loss of the whole batch) and each micro-batch's
+    `image_loss` and `report_loss`.
     """
     counts = accumulation_counts(micro_batches, accelerator.gather, accelerator.device)
-    config = accelerator.unwrap_model(model).config
     step_loss, parts = 0.0, []
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            outputs = model(**batch)
-            loss = accumulated_loss(outputs, batch, counts, config) * accelerator.num_processes
+            outputs = model(**batch, num_items_in_batch=counts)
+            loss = outputs.loss * accelerator.num_processes
             accelerator.backward(loss)
         step_loss += float(loss.detach())
         parts.append({"image_loss": outputs.image_loss.detach(), "report_loss": outputs.report_loss})
@@ -336,7 +322,7 @@ class MRMPreTrainer(CardWritingTrainer):
     """Trainer with exact gradient accumulation of both losses, the recipe's weight-decay exemptions,
     `image_loss`/`report_loss` in every log, epoch-keyed data draws, and checkpoints that appear only once complete."""
 
-    # `compute_loss` normalises over the whole accumulated batch itself (`accumulated_loss`).
+    # `compute_loss` passes the model the whole accumulated batch's counts, by which it normalises its loss itself.
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, decay_tokens: bool = False, device_augmentation=None, **kwargs):
@@ -367,11 +353,11 @@ class MRMPreTrainer(CardWritingTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.device_augmentation is not None and "decoded_images" in inputs:
             inputs = self.device_augmentation(inputs)
-        outputs = model(**inputs)
-        if num_items_in_batch is None:  # evaluation: the batch's own loss
-            loss = outputs.loss
-        else:
-            loss = accumulated_loss(outputs, inputs, num_items_in_batch, self.model.config)
+        # Evaluation has no `num_items_in_batch`: the loss is then the batch's own.
+        outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
+        loss = outputs.loss
+        if num_items_in_batch is not None:
+            # DDP averages gradients over processes: each backpropagates its share times their number.
             loss = loss * self.accelerator.num_processes
         self._components["train" if model.training else "eval"].add(outputs)
         return (loss, outputs) if return_outputs else loss
@@ -490,7 +476,6 @@ __all__ = [
     "MRMPreTrainer",
     "RunningMeans",
     "accumulate_gradients",
-    "accumulated_loss",
     "accumulation_counts",
     "check_engine",
     "decay_parameter_names",

@@ -205,6 +205,79 @@ def test_fusion_feeds_the_image_into_the_report_branch():
     torch.testing.assert_close(logits, out.report_logits)
 
 
+def forward_report_feature(model, **inputs):
+    """The outputs of `model(**inputs)` and the image feature its forward added to every report token."""
+    fed = []
+    hook = model.report_branch.register_forward_hook(lambda module, args, output: fed.append(args[1]))
+    try:
+        outputs = model(**inputs)
+    finally:
+        hook.remove()
+    return outputs, fed[0]
+
+
+def test_get_image_features_is_the_feature_forward_adds_to_the_report():
+    model = MRMForPreTraining(tiny_config()).eval()
+    batch, _ = tiny_batch(model.config)
+    noise = torch.rand(2, model.config.num_patches)
+    with torch.no_grad():
+        _, fed = forward_report_feature(model, **batch, noise=noise)
+        masked = model.get_image_features(batch["pixel_values"], noise=noise)
+        whole = model.get_image_features(batch["pixel_values"])
+    assert torch.equal(masked.pooler_output, fed)
+    assert masked.mask.sum() == 2 * 12 and whole.mask is None and whole.ids_restore is None
+    assert whole.pooler_output.shape == (2, 16) and whole.last_hidden_state.shape == (2, 1 + 16, 32)
+    assert not torch.allclose(whole.pooler_output, fed)  # report filling reads every patch, pre-training a quarter
+
+    # With nothing masked, forward adds the whole image's feature (its patches shuffled, so up to the order of a sum).
+    unmasked = MRMForPreTraining(tiny_config(mask_ratio=0.0)).eval()
+    unmasked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, fed = forward_report_feature(unmasked, **batch)
+    torch.testing.assert_close(fed, whole.pooler_output)
+
+
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_get_report_logits_gives_forwards_report_logits(sparse_prediction):
+    model = MRMForPreTraining(tiny_config(sparse_prediction=sparse_prediction)).eval()
+    batch, _ = tiny_batch(model.config)
+    with torch.no_grad():
+        out, fed = forward_report_feature(model, **batch, noise=torch.rand(2, model.config.num_patches))
+        logits = model.get_report_logits(batch["input_ids"], fed, batch["attention_mask"])
+    expected = logits[batch["labels"] != -100] if sparse_prediction else logits
+    torch.testing.assert_close(out.report_logits, expected)
+
+
+def test_doors_of_an_image_only_model_and_a_wrong_feature():
+    image_only = MRMForPreTraining(tiny_config(use_report_branch=False)).eval()
+    batch, _ = tiny_batch(image_only.config)
+    features = image_only.get_image_features(batch["pixel_values"])
+    assert features.pooler_output is None and features.last_hidden_state.shape == (2, 1 + 16, 32)
+    with pytest.raises(ValueError, match=r"get_report_logits: expected a model with a report branch; found one"):
+        image_only.get_report_logits(batch["input_ids"], torch.zeros(2, 16))
+    model = MRMForPreTraining(tiny_config()).eval()
+    with pytest.raises(ValueError, match=r"image_features: expected shape \(2, 16\) .*; found \(2, 32\)"):
+        model.get_report_logits(batch["input_ids"], features.last_hidden_state[:, 0])
+    with pytest.raises(ValueError, match=r"expected the high-resolution view, \(batch, 3, 64, 64\); found \(2, 3, 32, 32\)"):
+        model.get_image_features(torch.randn(2, 3, 32, 32))
+
+
+def test_loss_with_num_items_in_batch_is_this_batchs_share_of_the_accumulated_loss():
+    model = MRMForPreTraining(tiny_config()).eval()
+    batch, _ = tiny_batch(model.config)
+    noise = torch.rand(2, model.config.num_patches)
+    counts = torch.stack([torch.tensor(2), (batch["labels"] != -100).sum()])
+    with torch.no_grad():
+        own = model(**batch, noise=noise)
+        alone = model(**batch, noise=noise, num_items_in_batch=counts)  # the whole accumulated batch
+        half = model(**batch, noise=noise, num_items_in_batch=2 * counts)  # another batch as large elsewhere
+    torch.testing.assert_close(alone.loss, own.loss)
+    torch.testing.assert_close(half.loss, own.loss / 2)
+    assert torch.equal(half.image_loss, own.image_loss) and torch.equal(half.report_loss, own.report_loss)
+    with pytest.raises(ValueError, match=r"num_items_in_batch: expected .* shape \(2,\); found shape \(\)"):
+        model(**batch, num_items_in_batch=counts[1])
+
+
 @pytest.mark.parametrize("model_class", [MRMModel, MRMForPreTraining])
 def test_sdpa_matches_eager(model_class):
     torch.manual_seed(0)
@@ -414,3 +487,16 @@ def test_classifier_losses_follow_the_problem_type():
     regression = MRMForImageClassification(tiny_config(num_labels=1)).eval()
     out = regression(pixel_values, labels=torch.tensor([0.5, 1.0, -1.0, 2.0]))
     torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(), torch.tensor([0.5, 1.0, -1.0, 2.0])))
+
+
+def test_config_return_dict_false_gives_tuples_from_forward_and_the_doors():
+    # The doors ask the encoder for its named output whatever the config says, and give tuples themselves.
+    model = MRMForPreTraining(tiny_config(return_dict=False)).eval()
+    batch, _ = tiny_batch(model.config)
+    noise = torch.rand(2, model.config.num_patches)
+    with torch.no_grad():
+        as_tuple, named = model(**batch, noise=noise), model(**batch, noise=noise, return_dict=True)
+        features = model.get_image_features(batch["pixel_values"])
+        named_features = model.get_image_features(batch["pixel_values"], return_dict=True)
+    assert isinstance(as_tuple, tuple) and isinstance(features, tuple)
+    assert torch.equal(as_tuple[0], named.loss) and torch.equal(features[1], named_features.pooler_output)

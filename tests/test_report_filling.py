@@ -36,11 +36,11 @@ def trained(tmp_path_factory):
     labels = torch.full_like(batch["input_ids"], -100)
     labels[batch["input_ids"] == tokenizer.mask_token_id] = torch.tensor(tokenizer.convert_tokens_to_ids(list(WORDS)))
     with torch.no_grad():  # the encoder stays as initialised; the fusion and the report branch learn
-        latent = model.image_encoder(model.downsample(batch["pixel_values"])).last_hidden_state
+        latent = model.get_image_features(batch["pixel_values"]).last_hidden_state
     optimizer = torch.optim.AdamW([*model.fusion.parameters(), *model.report_branch.parameters()], lr=1e-2)
     model.train()
     for _ in range(60):
-        logits = model.report_branch(batch["input_ids"], model.fusion(latent), batch["attention_mask"])
+        logits = model.get_report_logits(batch["input_ids"], model.fusion(latent), batch["attention_mask"])
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
         loss.backward()
         optimizer.step()
