@@ -19,10 +19,10 @@ from transformers import (
 
 from conftest import run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMBackbone, MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
-from mrm_hf.data.classification import read_split_list
-from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_rle_csv, rle_decode, rle_encode
-from mrm_hf.metrics import load_metric
-from mrm_hf.segmentation import dice_loss, focal_loss, pack_masks, read_pair
+from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_pair, read_rle_csv, rle_decode, rle_encode
+from mrm_hf.data.splits import read_split_list
+from mrm_hf.metrics import load_metric, pack_masks
+from mrm_hf.segmentation import dice_loss, focal_loss
 from mrm_hf.training import layer_decay_parameter_groups
 
 
