@@ -12,8 +12,9 @@ included, and no import goes round in a circle:
 2. `data` and `data.*`: reading records and datasets (`data.splits`: the published split lists and the image index
    that finds the images they name), collators (`collate_segmentation` among them), seeding, skips, record
    preparation.
-3. `transforms`, `metrics`, `checkpoints`, `hub`, `figures`, `convert`, `timm_export`, `segmentation`,
-   `report_filling`, `training`.
+3. `transforms` (`SegmentationTransform` among them), `metrics` (`pack_masks` too), `checkpoints`, `hub`, `figures`
+   (`tint`), `convert` (`load_mrm_config`, `refuse_nonempty_output`), `timm_export` (which builds on `convert`, never
+   the other way: `python -m mrm_hf.timm_export`), `segmentation` (model and loss), `report_filling`, `training`.
 4. `pipelines`, `explain`, `predict`; the package's `__init__` may import anything.
 The `evaluate` metric modules (`metric_modules/*/`) are loaded by path: they import nothing of the package.
 
