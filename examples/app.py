@@ -34,10 +34,9 @@ from transformers import (
 
 import mrm_hf  # noqa: F401 - registers MRM with the Auto classes and the radiograph-reading pipelines
 from mrm_hf.explain import explain_figure, finding_scores
-from mrm_hf.figures import save_reconstruction_figure
+from mrm_hf.figures import save_reconstruction_figure, tint
 from mrm_hf.pipelines import read_radiograph
 from mrm_hf.report_filling import TASK as REPORT_FILL_TASK
-from mrm_hf.segmentation import tint
 
 
 CLASSIFIER, SEGMENTATION, PRETRAINING = "classifier", "segmentation", "pre-training"

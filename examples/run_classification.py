@@ -43,6 +43,7 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingAr
 
 from mrm_hf import MRMConfig, MRMForImageClassification, MRMImageProcessor
 from mrm_hf.arguments import check_layer_decay, check_range, recipe_defaults, require_arguments
+from mrm_hf.convert import load_mrm_config
 from mrm_hf.data import (
     MULTI_LABEL,
     SAMPLE_INDEX,
@@ -434,11 +435,7 @@ def source_config(model_args: ModelArguments) -> MRMConfig:
         if model_args.config_overrides:
             apply_config_overrides(config, model_args.config_overrides)
         return config
-    config = AutoConfig.from_pretrained(path)
-    if not isinstance(config, MRMConfig):
-        raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {path}; found model_type "
-                         f"{config.model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`.")
-    return config
+    return load_mrm_config(path, where=f"--model_name_or_path {path}")
 
 
 def load_model(model_args: ModelArguments, class_names: list[str], problem_type: str) -> MRMForImageClassification:

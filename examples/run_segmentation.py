@@ -34,8 +34,12 @@ import torch
 from datasets import DatasetDict
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from PIL import Image
+
 from mrm_hf import MRMImageProcessor
 from mrm_hf.arguments import check_layer_decay, check_range, recipe_defaults, require_arguments
+from mrm_hf.data.collator import collate_segmentation
+from mrm_hf.data.seeding import SAMPLE_INDEX, SeededDraws
 from mrm_hf.data.segmentation import (
     SIIM_LABEL_FRACTIONS,
     check_rle_encoding,
@@ -43,6 +47,7 @@ from mrm_hf.data.segmentation import (
     load_segmentation_csv,
     load_siim,
 )
+from mrm_hf.figures import tint
 from mrm_hf.hub import (
     card_identity,
     card_results,
@@ -52,17 +57,11 @@ from mrm_hf.hub import (
     total_batch,
     write_model_card,
 )
-from mrm_hf.metrics import load_metric
-from mrm_hf.segmentation import (
-    PUBLISHED_AUXILIARY_CHANNELS,
-    PUBLISHED_DECODER_CHANNELS,
-    SegmentationTransform,
-    build_segmentation_model,
-    collate_segmentation,
-    pack_masks,
-    write_overlay,
-)
+from mrm_hf.image_processing_mrm import MRM_MEAN, MRM_STD
+from mrm_hf.metrics import load_metric, pack_masks
+from mrm_hf.segmentation import PUBLISHED_AUXILIARY_CHANNELS, PUBLISHED_DECODER_CHANNELS, build_segmentation_model
 from mrm_hf.training import ClassificationTrainer, decay_parameter_names
+from mrm_hf.transforms import SegmentationTransform
 from mrm_hf.utils import setup_logging
 
 
@@ -247,6 +246,17 @@ class SegmentationTrainer(ClassificationTrainer):
         return [name for name in decay_parameter_names(model) if not name.endswith("position_embeddings")]
 
 
+def write_overlay(path, pixel_values: np.ndarray, true_mask: np.ndarray, predicted_mask: np.ndarray) -> Path:
+    """A PNG of three panels: the image, the true mask (green) and the predicted mask (red) over it."""
+    gray = np.clip(pixel_values[0] * MRM_STD + MRM_MEAN, 0.0, 1.0)
+    gray = (gray * 255).astype(np.uint8)
+    panels = [tint(gray, np.zeros_like(gray)), tint(gray, true_mask, (0, 255, 0)), tint(gray, predicted_mask)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+    return path
+
+
 def predicted_masks(logits, labels) -> torch.Tensor:
     """Class ids (uint8) instead of logits, so that evaluation gathers 1/8 of the bytes."""
     logits = logits[0] if isinstance(logits, (tuple, list)) else logits
@@ -313,9 +323,13 @@ def main(argv: list[str] | None = None) -> dict:
     size = {"height": data_args.image_size, "width": data_args.image_size}
     # Saved with its code, as the UperNet is: the folder opens with trust_remote_code where mrm_hf is not installed.
     image_processor = MRMImageProcessor(mode="segmentation", size=size, crop_size=size)
+    # Each training image's flip comes from (seed, epoch, its row), so a resumed run flips what the uninterrupted one
+    # flipped (as run_classification.py's crops).
+    draws = SeededDraws(training_args.seed)
     splits = DatasetDict({
-        split: rows.with_transform(SegmentationTransform(image_processor, train=split == "train",
-                                                         rle_encoding=data_args.rle_encoding))
+        split: (rows.add_column(SAMPLE_INDEX, list(range(len(rows)))) if split == "train" else rows).with_transform(
+            SegmentationTransform(image_processor, train=split == "train", rle_encoding=data_args.rle_encoding,
+                                  seed=draws if split == "train" else None))
         for split, rows in data.items()
     })  # fmt: skip
 
@@ -335,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=predicted_masks,
         layer_decay=model_args.layer_decay,
+        draws=draws,
         model_card=lambda folder: write_model_card(
             folder,
             MODEL_CARD_TEMPLATE,

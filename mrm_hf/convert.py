@@ -1,7 +1,8 @@
 """Convert the published MRM checkpoints to Hugging Face checkpoints.
 
     python -m mrm_hf.convert --checkpoint MRM.pth --output-dir mrm-base --tokenizer mimic_wordpiece.json
-    python -m mrm_hf.convert --to timm --checkpoint mrm-base --output-dir mrm-base-timm
+
+(The other way, an MRM folder to timm's ViT: `python -m mrm_hf.timm_export`, which builds on the renames here.)
 
 Three published formats are recognised from their keys:
 - `pretraining`: the MRM pre-training checkpoint (`MRM.pth`: encoder, MAE decoder, BERT, `bert_mlp`)
@@ -96,6 +97,32 @@ POSITION_IDS_KEY = BERT + "embeddings.position_ids"
 
 class ConversionError(ValueError):
     """A checkpoint that cannot be converted; the message names every offending key."""
+
+
+def load_mrm_config(model_name_or_path: str | Path, where: str | None = None) -> MRMConfig:
+    """The config of an MRM checkpoint (a folder or Hub id), or a ValueError naming the model type found there: the
+    one check that a model to fine-tune, segment with or export is MRM's. `where` names it in the error (default:
+    the path)."""
+    values, _ = MRMConfig.get_config_dict(str(model_name_or_path))
+    model_type = values.get("model_type")
+    if model_type != MRMConfig.model_type:
+        raise ValueError(
+            f"{where or model_name_or_path}: expected an MRM checkpoint (model_type 'mrm' in config.json); found "
+            f"model_type {model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`."
+        )
+    return MRMConfig.from_pretrained(model_name_or_path)
+
+
+def refuse_nonempty_output(output_dir: str | Path, overwrite: bool) -> Path:
+    """`output_dir` as a Path, or a ConversionError when it exists and holds files and `overwrite` is not set: what
+    every writer of a converted folder checks before reading anything."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise ConversionError(
+            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
+            "to replace its files."
+        )
+    return output_dir
 
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -411,12 +438,7 @@ def convert_checkpoint(
 ):
     """Convert a published checkpoint file and save the HF model (safetensors + code for trust_remote_code), its image
     processor and, with `tokenizer`, the report tokenizer and the MRMProcessor."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ConversionError(
-            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
-            "to replace its files."
-        )
+    output_dir = refuse_nonempty_output(output_dir, overwrite)
     state_dict = load_checkpoint(checkpoint)
     model = build_model(state_dict, kind, config)
     nonfinite = sorted(k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all())
@@ -508,20 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
     parser.add_argument("--tokenizer", help="the report tokenizer to ship with the model: mimic_wordpiece.json or a "
                         "tokenizer folder; the folder then also holds the MRMProcessor")
-    parser.add_argument("--to", choices=("hf", "timm"), default="hf", help="hf: a Hugging Face folder from a published "
-                        "checkpoint; timm: timm's ViT layout and Hub format from any MRM folder (encoder or classifier)")
     args = parser.parse_args(argv)
-    if args.to == "timm":
-        from .timm_export import export_to_timm
-
-        try:
-            model, _ = export_to_timm(args.checkpoint, args.output_dir, args.overwrite)
-        except (ConversionError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"Wrote timm's ViT equivalent of {type(model).__name__} to {args.output_dir}")
-        return 0
-
     labels = [name.strip() for name in args.label_names.split(",")] if args.label_names else None
     try:
         config = read_config(args.config) if args.config else None

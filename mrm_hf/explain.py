@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 
-def _require_captum():
+def require_captum():
+    """captum's IntegratedGradients, or an ImportError that says how to install it (callers check it before any
+    work)."""
     try:
         from captum.attr import IntegratedGradients
     except ImportError as err:
@@ -54,7 +56,7 @@ def finding_heatmaps(model, pixel_values: torch.Tensor, targets=None, n_steps: i
     captum's Integrated Gradients from a mid-gray image (0 after normalisation) to the radiograph, `n_steps` steps,
     summed over each patch token. targets: the finding ids (default: every one of `config.id2label`).
     """
-    IntegratedGradients = _require_captum()
+    IntegratedGradients = require_captum()
     targets = list(range(model.config.num_labels)) if targets is None else list(targets)
     was_training = model.training
     model.eval()
@@ -154,4 +156,4 @@ def explain_figure(model, pixel_values: torch.Tensor, path, image=None, targets=
     return path
 
 
-__all__ = ["attention_rollout", "explain_figure", "finding_heatmaps", "finding_scores"]
+__all__ = ["attention_rollout", "explain_figure", "finding_heatmaps", "finding_scores", "require_captum"]

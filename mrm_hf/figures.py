@@ -1,4 +1,5 @@
-"""The reconstruction figure of pre-training: original, masked input and reconstruction, one row per sample."""
+"""Drawing: the reconstruction figure of pre-training (original, masked input and reconstruction, one row per sample),
+and `tint`, how every overlay of the project draws a mask over a radiograph."""
 
 from pathlib import Path
 
@@ -112,4 +113,14 @@ def save_reconstruction_figure(
     return path
 
 
-__all__ = ["CAPTION", "reconstruct", "save_reconstruction_figure"]
+def tint(image: np.ndarray, mask: np.ndarray, colour=(255, 0, 0)) -> np.ndarray:
+    """An (H, W) gray or (H, W, 3) uint8 image as RGB, half `colour` where `mask` is on: how every overlay of the
+    project draws a mask."""
+    rgb = np.asarray(image)
+    rgb = (np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb).astype(np.float32)
+    on = np.asarray(mask, dtype=bool)
+    rgb[on] = 0.5 * rgb[on] + 0.5 * np.asarray(colour, dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
+__all__ = ["CAPTION", "reconstruct", "save_reconstruction_figure", "tint"]

@@ -19,6 +19,10 @@ Choices, and why:
   pixel range when the file has no window), and MONOCHROME1 inverted so that bone is bright.
 - Paths, bytes and datasets image dicts are read by `load_radiograph`, which keeps 8-bit sources as mode "L" and
   stores deeper ones (16-bit files, DICOM) as "I;16", so `processor(path)` equals `processor(load_radiograph(path))`.
+- This file is the package's one radiograph reader: `is_dicom`, `check_shape` (from the header, before decoding),
+  `open_fast` (8-bit JPEG/PGM/PPM left undecoded for `draft`, the training transforms' and record preparation's fast
+  path), `image_size` (from the header, DICOM included) and `image_problem` (the loaders' integrity checks: missing,
+  truncated, unreadable, zero-filled) are what the data loaders, transforms and prediction call.
 - Ambiguous 3-D inputs: numpy arrays are read as (H, W, C) like PIL's, tensors as (C, H, W) like torchvision's.
 """
 
@@ -74,7 +78,10 @@ MAX_ASPECT_RATIO = 100
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
-_DICOM_SUFFIXES = {".dcm", ".dicom"}
+DICOM_SUFFIXES = (".dcm", ".dicom")
+_FAST_MAGIC = {b"\xff\xd8": "JPEG", b"P5": "PPM", b"P6": "PPM"}  # 8-bit JPEG, PGM and PPM
+_ZERO_RUN = b"\x00" * 1024  # in a JPEG's coded data: a block of the file overwritten with zeros
+IMAGE_CHECKS = ("none", "header", "full")
 
 
 def _check_mode(mode: str) -> dict:
@@ -84,9 +91,9 @@ def _check_mode(mode: str) -> dict:
     return MODES[mode]
 
 
-def _is_dicom(path: str) -> bool:
+def is_dicom(path: str | os.PathLike) -> bool:
     """Whether a file is DICOM, by its suffix or its DICM magic."""
-    if Path(path).suffix.lower() in _DICOM_SUFFIXES:
+    if Path(path).suffix.lower() in DICOM_SUFFIXES:
         return True
     with open(path, "rb") as file:
         header = file.read(132)
@@ -98,6 +105,17 @@ def _is_dicom_dataset(source) -> bool:
     return any(cls.__module__.startswith("pydicom") and cls.__name__ == "Dataset" for cls in type(source).__mro__)
 
 
+def _import_pydicom(name: str):
+    """pydicom, or an ImportError saying which file needs it and how to install it."""
+    try:
+        import pydicom
+    except ImportError as err:
+        raise ImportError(
+            f"{name}: expected pydicom to read this DICOM; found it not installed. pip install mrm-hf[dicom]"
+        ) from err
+    return pydicom
+
+
 def _dicom_name(ds) -> str:
     return str(getattr(ds, "filename", None) or "<pydicom dataset>")
 
@@ -105,13 +123,8 @@ def _dicom_name(ds) -> str:
 def _read_dicom(source, name: str) -> np.ndarray:
     """A single-frame DICOM (a path, a file object or a pydicom Dataset) as one float32 channel in [0, 1], windowed,
     with bone bright."""
-    try:
-        import pydicom
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError as err:
-        raise ImportError(
-            f"{name}: expected pydicom to read this DICOM; found it not installed. pip install mrm-hf[dicom]"
-        ) from err
+    pydicom = _import_pydicom(name)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if _is_dicom_dataset(source):
         ds = source
@@ -168,32 +181,43 @@ def _dicom_window_range(ds, apply_voi_lut) -> tuple:
     return None, None
 
 
-def _read_file(source) -> "Image.Image | np.ndarray":
-    """A path, bytes, a datasets `{"bytes", "path"}` dict or a pydicom Dataset as a loaded PIL image, or a DICOM as a
-    float array."""
-    if _is_dicom_dataset(source):
-        return _read_dicom(source, _dicom_name(source))
+# ---- reading files: the one reader ---------------------------------------------------------------------------------
+
+
+def _unpack(source) -> tuple[str, "bytes | str"]:
+    """(name, bytes or path) of a path, bytes or datasets `{"bytes", "path"}` dict; the name is the path when known."""
     if isinstance(source, dict):
         name = source.get("path") or "<bytes>"
         source = source["bytes"] if source.get("bytes") is not None else source.get("path")
         if source is None:
             raise ValueError("expected an image dict with 'bytes' or 'path'; found neither")
-    else:
-        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
-
+        return name, source if isinstance(source, bytes) else os.fspath(source)
     if isinstance(source, bytes):
-        if source[128:132] == b"DICM":
-            return _read_dicom(io.BytesIO(source), name)
-        opened = io.BytesIO(source)
-    else:
-        opened = os.fspath(source)
-        if _is_dicom(opened):
-            return _read_dicom(opened, name)
+        return "<bytes>", source
+    return os.fspath(source), os.fspath(source)
+
+
+def _open(source: "bytes | str", name: str) -> Image.Image:
+    """PIL's lazy open of bytes or a path (nothing decoded yet), its size checked from the header; errors name it."""
     try:
-        image = Image.open(opened)
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Exception as err:
         raise OSError(f"{name}: expected a readable image; found {err}") from err
-    _check_shape(image.height, image.width, name)  # from the header, before decoding
+    check_shape(image.height, image.width, name)  # from the header, before decoding
+    return image
+
+
+def _read_file(source) -> "Image.Image | np.ndarray":
+    """A path, bytes, a datasets `{"bytes", "path"}` dict or a pydicom Dataset as a loaded PIL image, or a DICOM as a
+    float array."""
+    if _is_dicom_dataset(source):
+        return _read_dicom(source, _dicom_name(source))
+    name, source = _unpack(source)
+    if isinstance(source, bytes) and source[128:132] == b"DICM":
+        return _read_dicom(io.BytesIO(source), name)
+    if isinstance(source, str) and is_dicom(source):
+        return _read_dicom(source, name)
+    image = _open(source, name)
     try:
         image.load()
     except Exception as err:
@@ -201,12 +225,99 @@ def _read_file(source) -> "Image.Image | np.ndarray":
     return image
 
 
+def open_fast(image) -> Image.Image | None:
+    """An 8-bit JPEG or PGM/PPM as a PIL image, not yet decoded when it came as a path, bytes or image dict (so that
+    `draft` can still ask for a reduced DCT scale), its size checked from the header; None for every other input,
+    which takes the exact path of `to_grayscale`."""
+    if isinstance(image, Image.Image):
+        if image.format not in ("JPEG", "PPM"):
+            return None
+        name = getattr(image, "filename", "") or "<PIL image>"
+    elif isinstance(image, (str, os.PathLike, bytes, dict)):
+        name, source = _unpack(image)
+        if isinstance(source, bytes):
+            head = source[:2]
+        else:
+            with open(source, "rb") as file:
+                head = file.read(2)
+        if head not in _FAST_MAGIC:
+            return None
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except Exception as err:
+            raise OSError(f"{name}: expected a readable image; found {err}") from err
+    else:
+        return None
+    if image.mode not in ("L", "RGB"):
+        return None
+    check_shape(image.height, image.width, name)  # the exact path's refusal of hostile sizes, before any decoding
+    return image
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file from its header (DICOM included), without decoding the pixels."""
+    name = os.fspath(path)
+    if is_dicom(name):
+        header = _import_pydicom(name).dcmread(name, stop_before_pixels=True)
+        return int(header.Rows), int(header.Columns)
+    with Image.open(name) as image:
+        return image.height, image.width
+
+
+def _jpeg_coded_data(data: bytes) -> bytes:
+    """The bytes of a JPEG from its first start-of-scan to its last end-of-image marker (b"" if there is none)."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            return data[position + 2 + length : data.rfind(b"\xff\xd9")]
+        position += 2 + length
+    return b""
+
+
+def image_problem(path: str | os.PathLike, check: str = "header") -> str | None:
+    """Why the image file at `path` cannot be used ("missing image", "truncated image", "unreadable image",
+    "zero-filled image"), or None. `check` (one of `IMAGE_CHECKS`): "none" only looks for the file; "header" opens
+    the header and, for a JPEG, looks for the end-of-image marker that a truncated file lacks; "full" also refuses a
+    JPEG with a run of 1024 zero bytes in its coded data and decodes the image."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return "missing image"
+    if check == "none":
+        return None
+    try:
+        with Image.open(path) as image:
+            if check == "full":
+                if image.format == "JPEG":
+                    with open(path, "rb") as file:
+                        if _ZERO_RUN in _jpeg_coded_data(file.read()):
+                            return "zero-filled image"
+                image.load()
+            elif image.format == "JPEG":
+                with open(path, "rb") as file:
+                    file.seek(max(0, os.path.getsize(path) - 1024))
+                    if not file.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+                        return "truncated image"
+            else:
+                image.verify()
+    except (OSError, SyntaxError, ValueError) as error:
+        return "truncated image" if "truncated" in str(error) else "unreadable image"
+    return None
+
+
+# ---- pixels to one gray channel --------------------------------------------------------------------------------------
+
+
 def _luminance(rgb: np.ndarray) -> np.ndarray:
     """Luminance of (H, W, 3) values in [0, 1], with PIL's `convert("L")` weights."""
     return (rgb[..., :3] @ _LUMA_WEIGHTS).astype(np.float32)
 
 
-def _check_shape(height: int, width: int, name: str) -> None:
+def check_shape(height: int, width: int, name: str) -> None:
     """Refuse empty images and absurd aspect ratios before anything is decoded or resized."""
     if height <= 0 or width <= 0:
         raise ValueError(f"expected a non-empty image; found the size {width}x{height} in {name}")
@@ -258,7 +369,7 @@ def _scale_by_depth(values: np.ndarray, bits_stored: int | None = None) -> np.nd
 def _pil_to_gray(image: Image.Image, bits_stored: int | None = None) -> np.ndarray:
     """A PIL image of any common mode as one float32 channel in [0, 1]."""
     name = getattr(image, "filename", "") or "<PIL image>"
-    _check_shape(image.height, image.width, name)  # from the header, before decoding
+    check_shape(image.height, image.width, name)  # from the header, before decoding
     try:
         image.load()
     except Exception as err:
@@ -307,7 +418,7 @@ def _array_to_gray(
             raise ValueError(f"expected 1, 3 or 4 channels; found the shape {values.shape}")
     elif values.ndim != 2:
         raise ValueError(f"expected one image of 2 or 3 dimensions; found the shape {values.shape}")
-    _check_shape(values.shape[0], values.shape[1], "the array")
+    check_shape(values.shape[0], values.shape[1], "the array")
     if values.ndim == 2:
         return _scale_by_depth(values, bits_stored)
     if values.dtype == np.uint8:
@@ -672,6 +783,18 @@ def _refuse_dicom_in_pil(fp, filename=None):
 # Registered last, so PIL tries it only after its own readers; it claims DICOM files alone.
 Image.register_open("MRM-DICOM", _refuse_dicom_in_pil, lambda prefix: True)
 
-__all__ = ["MRMImageProcessor", "load_mask", "load_radiograph", "to_grayscale"]
+__all__ = [
+    "DICOM_SUFFIXES",
+    "IMAGE_CHECKS",
+    "MRMImageProcessor",
+    "check_shape",
+    "image_problem",
+    "image_size",
+    "is_dicom",
+    "load_mask",
+    "load_radiograph",
+    "open_fast",
+    "to_grayscale",
+]
 
 MRMImageProcessor.register_for_auto_class("AutoImageProcessor")

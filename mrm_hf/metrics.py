@@ -7,6 +7,8 @@ warning.
 `make_compute_metrics` gives Trainer a `compute_metrics` returning plain Python values, JSON-safe as Trainer writes
 them to `trainer_state.json`: an undefined per-class AUC is None (JSON null), not NaN. `mean_auc` is always a float so
 that `metric_for_best_model="mean_auc"` can compare it; it is NaN only when no class has an AUC (never a new best).
+
+Segmentation is scored by the local module `metric_modules/mask_dice`, on masks packed by `pack_masks`.
 """
 
 import math
@@ -16,7 +18,7 @@ from typing import get_args
 
 import numpy as np
 
-from .data.classification import ProblemType
+from .problem_types import ProblemType
 from .utils import check_choice
 
 
@@ -35,6 +37,12 @@ def load_metric(name: str, **kwargs):
         shipped = sorted(p.name for p in METRIC_MODULES.iterdir() if (p / f"{p.name}.py").is_file())
         raise ValueError(f"Expected a metric shipped in {METRIC_MODULES}, one of {shipped}; found no module {name!r}.")
     return evaluate.load(str(path), **kwargs)
+
+
+def pack_masks(masks) -> list[bytes]:
+    """Each (H, W) 0/1 mask as the bytes of `np.packbits` of its pixels: the compact input of the `mask_dice` metric."""
+    masks = np.asarray(masks)
+    return [row.tobytes() for row in np.packbits(masks.reshape(len(masks), -1) != 0, axis=1)]
 
 
 def single_label_scores(logits: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, slice]:

@@ -40,9 +40,9 @@ from transformers import (
 )
 
 from .explain import finding_scores
-from .image_processing_mrm import _is_dicom
+from .figures import tint
+from .image_processing_mrm import is_dicom
 from .pipelines import read_radiograph, reads_radiographs
-from .segmentation import tint
 
 
 IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -89,7 +89,7 @@ def _is_image_file(path: Path) -> bool:
     if path.suffix:
         return False
     try:
-        return _is_dicom(str(path))
+        return is_dicom(str(path))
     except OSError:
         return False
 
@@ -171,7 +171,7 @@ class RadiographFiles(Dataset):
     def _read(self, path: str, item: dict) -> None:
         try:
             source = path
-            if _is_dicom(path):
+            if is_dicom(path):
                 try:
                     import pydicom
                 except ImportError:
@@ -295,9 +295,9 @@ def main(argv=None) -> dict:
     done = done_paths(predictions, columns)
     todo = [path for path in paths if path not in done]
     if args.explain:
-        from .explain import _require_captum, explain_figure
+        from .explain import explain_figure, require_captum
 
-        _require_captum()  # before any work: says what to install
+        require_captum()  # before any work: says what to install
 
     loader = DataLoader(
         RadiographFiles(todo, image_processor, thumbnails=segmenter), batch_size=args.batch_size,

@@ -1,4 +1,6 @@
 """Segmentation with MRM, shared by `examples/run_segmentation.py`: UperNet on `MRMBackbone` with the published loss.
+(The image/mask rows are read by `mrm_hf.data.segmentation`, augmented by `mrm_hf.transforms.SegmentationTransform` and
+batched by `mrm_hf.data.collator.collate_segmentation`.)
 
 The published SIIM-ACR fine-tuning (an MMSegmentation 0.25 config): UperNet (768 channels, pool
 scales 1, 2, 3, 6) and an auxiliary FCN head on the third pyramid level, each trained with sigmoid focal loss x 2.0
@@ -9,20 +11,13 @@ plus a Dice loss x 1.0 that leaves out the background, the auxiliary head at 0.4
 `modeling_mrm.UperNetForSemanticSegmentation`).
 """
 
-import random
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from transformers import AutoConfig
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from .configuration_mrm import MRMConfig, MRMUperNetConfig
-from .data.segmentation import rle_decode
-from .image_processing_mrm import MRM_MEAN, MRM_STD, MRMImageProcessor, load_mask, load_radiograph
 from . import modeling_mrm
+from .configuration_mrm import MRMUperNetConfig
+from .convert import load_mrm_config
 from .modeling_mrm import MRMBackbone
 
 
@@ -31,55 +26,6 @@ PUBLISHED_DECODER_CHANNELS = 768
 PUBLISHED_POOL_SCALES = (1, 2, 3, 6)
 PUBLISHED_AUXILIARY_CHANNELS = 256
 PUBLISHED_AUXILIARY_WEIGHT = 0.4
-
-
-# ---- data ------------------------------------------------------------------------------------------------------------
-
-
-def read_pair(row: dict, rle_encoding: str = "relative") -> tuple[Image.Image, np.ndarray]:
-    """A row's radiograph (PIL) and its 0/1 mask at the image's size; a bad mask raises naming its file."""
-    image = load_radiograph(row["image_path"])
-    if row["mask_path"]:
-        mask = load_mask(row["mask_path"])
-        if mask.shape != (image.height, image.width):
-            raise ValueError(f"Expected the mask {row['mask_path']} at its image's size {image.width}x{image.height} "
-                             f"({row['image_path']}); found {mask.shape[1]}x{mask.shape[0]}.")
-    else:
-        mask = np.zeros((image.height, image.width), dtype=np.uint8)
-        for rle in row["rle"]:
-            mask |= rle_decode(rle, image.height, image.width, rle_encoding, name=f"{row['name']} ({row['image_path']})")
-    return image, mask
-
-
-class SegmentationTransform:
-    """`Dataset.set_transform` for image/mask rows: `pixel_values` and uint8 `labels` from the image processor, with
-    the published random horizontal flip (probability 0.5) of both on the training split."""
-
-    def __init__(self, image_processor: MRMImageProcessor, train: bool, flip_probability: float = 0.5,
-                 rle_encoding: str = "relative"):
-        self.image_processor, self.train = image_processor, train
-        self.flip_probability, self.rle_encoding = flip_probability, rle_encoding
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        pairs = [read_pair(row, self.rle_encoding) for row in rows]
-        features = self.image_processor([image for image, _ in pairs], segmentation_maps=[mask for _, mask in pairs],
-                                        return_tensors="np")
-        pixel_values, labels = list(features["pixel_values"]), list(features["labels"])
-        if self.train:
-            for index in range(len(rows)):
-                if random.random() < self.flip_probability:
-                    pixel_values[index] = pixel_values[index][..., ::-1].copy()
-                    labels[index] = labels[index][..., ::-1].copy()
-        return {"pixel_values": pixel_values, "labels": labels}
-
-
-def collate_segmentation(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """`pixel_values` as float (batch, 3, H, W) and `labels` as uint8 (batch, H, W) class ids (compact for evaluation)."""
-    return {
-        "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
-        "labels": torch.stack([torch.as_tensor(example["labels"]) for example in examples]),
-    }
 
 
 # ---- the published loss ----------------------------------------------------------------------------------------------
@@ -163,10 +109,7 @@ def build_segmentation_model(
     out_indices: list[int] | None = None,
 ) -> UperNetWithPublishedLoss:
     """UperNet (new heads and neck) on the encoder of any MRM checkpoint; every encoder weight must load."""
-    backbone_config = AutoConfig.from_pretrained(model_name_or_path)
-    if not isinstance(backbone_config, MRMConfig):
-        raise ValueError(f"Expected an MRM checkpoint (model_type 'mrm') at {model_name_or_path}; found model_type "
-                         f"{backbone_config.model_type!r}. Convert published .pth files with `python -m mrm_hf.convert`.")
+    backbone_config = load_mrm_config(model_name_or_path)
     backbone_config.drop_path_rate = drop_path_rate
     if out_indices is not None:
         backbone_config.out_indices = list(out_indices)
@@ -191,46 +134,10 @@ def build_segmentation_model(
     return model
 
 
-# ---- evaluation ------------------------------------------------------------------------------------------------------
-
-
-def pack_masks(masks) -> list[bytes]:
-    """Each (H, W) 0/1 mask as the bytes of `np.packbits` of its pixels: the compact input of the `mask_dice` metric."""
-    masks = np.asarray(masks)
-    return [row.tobytes() for row in np.packbits(masks.reshape(len(masks), -1) != 0, axis=1)]
-
-
-def tint(image: np.ndarray, mask: np.ndarray, colour=(255, 0, 0)) -> np.ndarray:
-    """An (H, W) gray or (H, W, 3) uint8 image as RGB, half `colour` where `mask` is on: how every overlay of the
-    project draws a mask."""
-    rgb = np.asarray(image)
-    rgb = (np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb).astype(np.float32)
-    on = np.asarray(mask, dtype=bool)
-    rgb[on] = 0.5 * rgb[on] + 0.5 * np.asarray(colour, dtype=np.float32)
-    return rgb.astype(np.uint8)
-
-
-def write_overlay(path, pixel_values: np.ndarray, true_mask: np.ndarray, predicted_mask: np.ndarray) -> Path:
-    """A PNG of three panels: the image, the true mask (green) and the predicted mask (red) over it."""
-    gray = np.clip(pixel_values[0] * MRM_STD + MRM_MEAN, 0.0, 1.0)
-    gray = (gray * 255).astype(np.uint8)
-    panels = [tint(gray, np.zeros_like(gray)), tint(gray, true_mask, (0, 255, 0)), tint(gray, predicted_mask)]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
-    return path
-
-
 __all__ = [
-    "SegmentationTransform",
     "UperNetWithPublishedLoss",
     "build_segmentation_model",
-    "collate_segmentation",
     "dice_loss",
     "focal_loss",
-    "pack_masks",
     "published_loss",
-    "read_pair",
-    "tint",
-    "write_overlay",
 ]

@@ -1,6 +1,6 @@
 """Export an MRM encoder or fine-tuned classifier to timm's ViT layout and Hub folder format.
 
-    python -m mrm_hf.convert --to timm --checkpoint mrm-base --output-dir mrm-base-timm
+    python -m mrm_hf.timm_export --checkpoint mrm-base --output-dir mrm-base-timm
 
 The folder holds `model.safetensors` (timm's `VisionTransformer` keys) and `config.json` (`architecture`, `model_args`,
 `pretrained_cfg`), so `timm.create_model("local-dir:mrm-base-timm", pretrained=True)` (or `hf-hub:` once uploaded)
@@ -13,14 +13,17 @@ it does not touch the pooled features. A pre-training folder's encoder has no tr
 exported as `MRMModel` loads it, the identity LayerNorm (weight 1, bias 0) the published fine-tuning started from.
 """
 
+import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import torch
 
 from .configuration_mrm import MRMConfig
-from .convert import BLOCK_RENAMES, ENCODER_RENAMES, ConversionError
+from .convert import BLOCK_RENAMES, ENCODER_RENAMES, ConversionError, load_mrm_config, refuse_nonempty_output
+from .image_processing_mrm import MRM_MEAN, MRM_STD
 from .modeling_mrm import MRMForImageClassification, MRMModel
 
 
@@ -89,8 +92,6 @@ def to_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 def timm_pretrained_cfg(config: MRMConfig, num_classes: int) -> dict:
     """timm's data config of the encoder's view: the published evaluation view (resize the short side, centre crop)."""
-    from .image_processing_mrm import MRM_MEAN, MRM_STD
-
     cfg = {
         "tag": "mrm",
         "custom_load": False,
@@ -120,11 +121,7 @@ def load_encoder_or_classifier(checkpoint: str | Path):
             f"--checkpoint {checkpoint}: expected an MRM folder with config.json (convert a published .pth first with "
             "`python -m mrm_hf.convert --checkpoint FILE --output-dir FOLDER`)."
         )
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    if model_type != "mrm":
-        raise ConversionError(f"--checkpoint {checkpoint}: expected an MRM folder (model_type 'mrm' in config.json); "
-                              f"found model_type {model_type!r}.")
-    config = MRMConfig.from_pretrained(path)
+    config = load_mrm_config(path, where=f"--checkpoint {checkpoint}")
     classifier = any(name.endswith("ForImageClassification") for name in config.architectures or [])
     model_class = MRMForImageClassification if classifier else MRMModel
     model, loading = model_class.from_pretrained(path, output_loading_info=True)
@@ -142,12 +139,7 @@ def export_to_timm(checkpoint: str | Path, output_dir: str | Path, overwrite: bo
     """Write `config.json` and `model.safetensors` of the timm ViT equivalent to an MRM folder's encoder or classifier."""
     from safetensors.torch import save_file
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ConversionError(
-            f"{output_dir}: expected a new or empty folder; found one that exists and is not empty. Pass --overwrite "
-            "to replace its files."
-        )
+    output_dir = refuse_nonempty_output(output_dir, overwrite)
     model = load_encoder_or_classifier(checkpoint)
     config = model.config
     num_classes = config.num_labels if isinstance(model, MRMForImageClassification) else 0
@@ -168,4 +160,24 @@ def export_to_timm(checkpoint: str | Path, output_dir: str | Path, overwrite: bo
     return model, state_dict
 
 
-__all__ = ["export_to_timm", "to_timm_state_dict", "timm_model_args", "timm_pretrained_cfg"]
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mrm_hf.timm_export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True,
+                        help="an MRM folder: an encoder, pre-training model or classifier")
+    parser.add_argument("--output-dir", required=True, help="folder for timm's model.safetensors and config.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
+    args = parser.parse_args(argv)
+    try:
+        model, _ = export_to_timm(args.checkpoint, args.output_dir, args.overwrite)
+    except (ValueError, FileNotFoundError) as error:  # ConversionError included
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote timm's ViT equivalent of {type(model).__name__} to {args.output_dir}")
+    return 0
+
+
+__all__ = ["export_to_timm", "main", "to_timm_state_dict", "timm_model_args", "timm_pretrained_cfg"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

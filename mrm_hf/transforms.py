@@ -29,10 +29,8 @@ samples (hence between DataLoader workers and processes) and are the same after 
 Without a seed they come from torch's global generator.
 """
 
-import io
 import logging
 import math
-import os
 
 import numpy as np
 import torch
@@ -40,7 +38,8 @@ from PIL import Image
 
 from .data.mimic import RecordError
 from .data.seeding import SAMPLE_INDEX, SeededDraws
-from .image_processing_mrm import MRMImageProcessor, _check_shape, resize_grayscale, to_grayscale
+from .data.segmentation import read_pair
+from .image_processing_mrm import MRMImageProcessor, open_fast, resize_grayscale, to_grayscale
 from .utils import check_choice
 
 
@@ -65,40 +64,6 @@ def _resample(interpolation) -> Image.Resampling:
 
 
 _TORCH_MODES = {Image.Resampling.BICUBIC: "bicubic", Image.Resampling.BILINEAR: "bilinear"}
-_FAST_MAGIC = {b"\xff\xd8": "JPEG", b"P5": "PPM", b"P6": "PPM"}
-
-
-def open_fast(image) -> Image.Image | None:
-    """An 8-bit JPEG or PGM/PPM as a PIL image, not yet decoded when it came as a path, bytes or image dict (so that
-    `draft` still applies); None for every other input, which takes the processor's exact path."""
-    if isinstance(image, Image.Image):
-        fast = image.format in ("JPEG", "PPM")
-        name = getattr(image, "filename", "") or "<PIL image>"
-    elif isinstance(image, (str, os.PathLike, bytes, dict)):
-        source = image
-        if isinstance(image, dict):
-            source = image["bytes"] if image.get("bytes") is not None else image.get("path")
-            if source is None:
-                raise ValueError("expected an image dict with 'bytes' or 'path'; found neither")
-        if isinstance(source, bytes):
-            name, head, source = "<bytes>", source[:2], io.BytesIO(source)
-        else:
-            name = os.fspath(source)
-            with open(name, "rb") as file:
-                head = file.read(2)
-        if head not in _FAST_MAGIC:
-            return None
-        try:
-            image = Image.open(source)
-        except Exception as err:
-            raise OSError(f"{name}: expected a readable image; found {err}") from err
-        fast = True
-    else:
-        return None
-    if not fast or image.mode not in ("L", "RGB"):
-        return None
-    _check_shape(image.height, image.width, name)  # the exact path's refusal of hostile sizes, before any decoding
-    return image
 
 
 def _draft_scale(image: Image.Image, size: tuple[int, int] | None) -> float:
@@ -347,6 +312,39 @@ class FineTuningTransform(_TrainingTransform):
         )
 
 
+class SegmentationTransform:
+    """`Dataset.set_transform` for image/mask rows (`mrm_hf.data.segmentation`): `pixel_values` and uint8 `labels`
+    from the image processor, with the published random horizontal flip (probability 0.5) of both on the training
+    split.
+
+    Seeding (`seed`, an int or a shared `SeededDraws`, as the classification transforms take it): each image's flip
+    comes from a generator keyed by (seed, epoch, sample index) when the batch carries the `sample_index` column, so
+    it changes every epoch, differs between samples and workers and is the same after a resume; without a seed it
+    comes from torch's global generator."""
+
+    def __init__(self, image_processor: MRMImageProcessor, train: bool, flip_probability: float = 0.5,
+                 rle_encoding: str = "relative", seed: "int | SeededDraws | None" = None):
+        self.image_processor, self.train = image_processor, train
+        self.flip_probability, self.rle_encoding = flip_probability, rle_encoding
+        self.draws = seed if isinstance(seed, SeededDraws) else SeededDraws(seed)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        pairs = [read_pair(row, self.rle_encoding) for row in rows]
+        features = self.image_processor([image for image, _ in pairs], segmentation_maps=[mask for _, mask in pairs],
+                                        return_tensors="np")
+        pixel_values, labels = list(features["pixel_values"]), list(features["labels"])
+        if self.train:
+            generators = self.draws.for_samples(batch.get(SAMPLE_INDEX), "flip")
+            if not isinstance(generators, list):
+                generators = [generators] * len(rows)
+            for index, generator in enumerate(generators):
+                if torch.rand(1, generator=generator) < self.flip_probability:
+                    pixel_values[index] = pixel_values[index][..., ::-1].copy()
+                    labels[index] = labels[index][..., ::-1].copy()
+        return {"pixel_values": pixel_values, "labels": labels}
+
+
 # ---- augmentation on the accelerator (--augment_on_device) -----------------------------------------------------------
 
 
@@ -497,4 +495,11 @@ class DeviceAugmentation:
         return batch
 
 
-__all__ = ["DecodeTransform", "DeviceAugmentation", "FineTuningTransform", "PretrainingTransform", "RandomResizedCrop"]
+__all__ = [
+    "DecodeTransform",
+    "DeviceAugmentation",
+    "FineTuningTransform",
+    "PretrainingTransform",
+    "RandomResizedCrop",
+    "SegmentationTransform",
+]

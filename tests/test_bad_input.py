@@ -96,7 +96,7 @@ def test_absurd_aspect_ratio_is_refused_before_resizing(tmp_path):
 
 def test_fast_jpeg_path_refuses_absurd_aspect_ratios_too(tmp_path):
     # The drafting path opens JPEGs itself; it must refuse what the exact path refuses, before decoding.
-    from mrm_hf.transforms import open_fast
+    from mrm_hf.image_processing_mrm import open_fast
 
     Image.new("L", (3000, 1)).save(tmp_path / "strip.jpg")
     with pytest.raises(ValueError, match=r"aspect ratio of at most 100:1; found 3000x1 px in .*strip.jpg"):

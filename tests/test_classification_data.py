@@ -10,15 +10,14 @@ from PIL import Image
 from mrm_hf.data.classification import (
     CHEXPERT_COMPETITION_LABELS,
     NIH_LABELS,
-    SplitListError,
     label_names,
     load_chexpert,
     load_covid,
     load_csv,
     load_nih,
     load_rsna,
-    read_split_list,
 )
+from mrm_hf.data.splits import SplitListError, read_split_list
 
 
 SPLITS = ("reference", "DatasetsSplits")

@@ -11,7 +11,8 @@ import mrm_hf.transforms as transforms_module
 from mrm_hf.data import SAMPLE_INDEX, SeededDraws
 from mrm_hf.data.collator import collate_images
 from mrm_hf.image_processing_mrm import MRM_STD, MRMImageProcessor
-from mrm_hf.transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform, draft_crop, open_fast
+from mrm_hf.image_processing_mrm import open_fast
+from mrm_hf.transforms import DecodeTransform, DeviceAugmentation, PretrainingTransform, draft_crop
 
 
 GRAY_LEVEL = 1 / 255 / MRM_STD  # one 8-bit gray level in normalised units

@@ -161,12 +161,6 @@ def run_convert(tokens: list[str], cwd: Path) -> None:
 
     arguments = tokens[3:]
     checkpoint = arguments[arguments.index("--checkpoint") + 1]
-    if "--to" in arguments and arguments[arguments.index("--to") + 1] == "timm":  # from an MRM folder
-        fake_published_checkpoint(cwd / "MRM.pth", "pretraining")
-        assert main(["--checkpoint", str(cwd / "MRM.pth"), "--output-dir", str(cwd / checkpoint)]) == 0
-        assert main(arguments) == 0
-        assert (cwd / arguments[arguments.index("--output-dir") + 1] / "config.json").is_file()
-        return
     if "--tokenizer" in arguments:  # a vocabulary that fits the tiny checkpoint's 60 report tokens
         from mrm_hf.tokenization_mrm import train_report_tokenizer
 
@@ -181,6 +175,19 @@ def run_convert(tokens: list[str], cwd: Path) -> None:
     model = expected.from_pretrained(output_dir)
     if labels is not None:
         assert [model.config.id2label[i] for i in range(len(labels))] == labels
+
+
+def run_timm_export(tokens: list[str], cwd: Path) -> None:
+    """`python -m mrm_hf.timm_export` from an MRM folder converted from a tiny published checkpoint."""
+    from mrm_hf.convert import main as convert
+    from mrm_hf.timm_export import main
+
+    arguments = tokens[3:]
+    checkpoint = arguments[arguments.index("--checkpoint") + 1]
+    fake_published_checkpoint(cwd / "MRM.pth", "pretraining")
+    assert convert(["--checkpoint", str(cwd / "MRM.pth"), "--output-dir", str(cwd / checkpoint)]) == 0
+    assert main(arguments) == 0
+    assert (cwd / arguments[arguments.index("--output-dir") + 1] / "config.json").is_file()
 
 
 def run_script(tokens: list[str], cwd: Path) -> None:
@@ -384,6 +391,8 @@ def runner(command: str):
     tokens = shlex.split(command)
     if tokens[:3] == ["python", "-m", "mrm_hf.convert"]:
         return run_convert
+    if tokens[:3] == ["python", "-m", "mrm_hf.timm_export"]:
+        return run_timm_export
     if tokens[0] == "python" and tokens[1].startswith("examples/run_pretraining"):
         return run_script
     fine_tuning = ("examples/run_classification.py", "examples/run_segmentation.py", "examples/run_label_efficiency.py")

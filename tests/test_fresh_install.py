@@ -26,6 +26,7 @@ from mrm_hf.figures import save_reconstruction_figure
 from mrm_hf.hub import card_results, write_model_card
 from mrm_hf.processing_mrm import processor_for_model
 from mrm_hf.segmentation import build_segmentation_model
+from mrm_hf.timm_export import main as export_to_timm
 from mrm_hf.tokenization_mrm import train_report_tokenizer
 from run_classification import image_processor_for
 from test_docs import DOCUMENTS, code_blocks, document_name, fake_published_checkpoint
@@ -63,8 +64,8 @@ def folders(tmp_path_factory):
     MRMImageProcessor(mode="segmentation", size={"height": 32, "width": 32},
                       crop_size={"height": 32, "width": 32}).save_pretrained(root / "segmentation")  # fmt: skip
 
-    assert convert(["--to", "timm", "--checkpoint", str(root / "converted-encoder"), "--output-dir",
-                    str(root / "timm")]) == 0  # fmt: skip
+    assert export_to_timm(["--checkpoint", str(root / "converted-encoder"), "--output-dir",
+                           str(root / "timm")]) == 0  # fmt: skip
     Image.new("L", (40, 36), 120).save(root / "chest_xray.png")
     return root
 

@@ -209,13 +209,13 @@ def test_missing_files_raise_naming_what_was_expected(mimic_root, tmp_path):
 def test_second_load_comes_from_the_cache(mimic_root, tmp_path, monkeypatch):
     first, _ = load_with_warnings(mimic_root, cache_dir=tmp_path)
     calls = []
-    original = mimic._generate_mimic
+    original = mimic.generate_mimic_records
 
     def counting(options):
         calls.append(options)
         yield from original(options)
 
-    monkeypatch.setattr(mimic, "_generate_mimic", counting)
+    monkeypatch.setattr(mimic, "generate_mimic_records", counting)
     again, messages = load_with_warnings(mimic_root, cache_dir=tmp_path)
     assert calls == [] and messages == []
     assert again.cache_files == first.cache_files and again["dicom_id"] == first["dicom_id"]

@@ -19,11 +19,13 @@ from transformers import (
 
 from conftest import run_without_mrm_hf, shared_path, tiny_config
 from mrm_hf import MRMBackbone, MRMConfig, MRMForImageClassification, MRMForPreTraining, MRMImageProcessor, MRMModel
-from mrm_hf.data.classification import read_split_list
-from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_rle_csv, rle_decode, rle_encode
-from mrm_hf.metrics import load_metric
-from mrm_hf.segmentation import dice_loss, focal_loss, pack_masks, read_pair
+from mrm_hf.data.seeding import SAMPLE_INDEX, SeededDraws
+from mrm_hf.data.segmentation import load_segmentation_csv, load_siim, read_pair, read_rle_csv, rle_decode, rle_encode
+from mrm_hf.data.splits import read_split_list
+from mrm_hf.metrics import load_metric, pack_masks
+from mrm_hf.segmentation import dice_loss, focal_loss
 from mrm_hf.training import layer_decay_parameter_groups
+from mrm_hf.transforms import SegmentationTransform
 
 
 import run_segmentation  # noqa: E402
@@ -246,6 +248,36 @@ def test_bad_masks_are_named_skipped_with_one_warning_or_raised_in_strict_mode(t
 
 
 # ---- loss and metric -------------------------------------------------------------------------------------------------
+
+
+def test_training_flips_come_from_the_seeded_draws_of_each_sample(tmp_path):
+    """Each sample's flip is keyed by (seed, epoch, its row), as the classification crops are: the same in any batch
+    and after a resume, new every epoch; image and mask flip together."""
+    Image.fromarray(np.tile(np.arange(16, dtype=np.uint8) * 16, (12, 1))).save(tmp_path / "image.png")
+    mask = np.zeros((12, 16), dtype=np.uint8)
+    mask[:, 0] = 1  # the left column: on the right once flipped
+    Image.fromarray(mask * 255).save(tmp_path / "mask.png")
+    size = {"height": 12, "width": 16}
+    processor = MRMImageProcessor(mode="segmentation", size=size, crop_size=size)
+    count = 16
+    rows = {"image_path": [str(tmp_path / "image.png")] * count, "mask_path": [str(tmp_path / "mask.png")] * count,
+            "rle": [[]] * count, "name": ["x"] * count, SAMPLE_INDEX: list(range(count))}
+    draws = SeededDraws(7)
+    transform = SegmentationTransform(processor, train=True, seed=draws)
+
+    def flips(batch):
+        output = transform(batch)
+        flipped = [bool(labels[0, -1]) for labels in output["labels"]]
+        assert all(bool(pixels[0, 0, 0] > pixels[0, 0, -1]) == f for pixels, f in zip(output["pixel_values"], flipped))
+        return flipped
+
+    first = flips(rows)
+    assert 0 < sum(first) < count
+    assert flips(rows) == first
+    assert flips({key: values[5:9] for key, values in rows.items()}) == first[5:9]
+    assert flips({key: values[::-1] for key, values in rows.items()}) == first[::-1]
+    draws.set_epoch(1)
+    assert flips(rows) != first
 
 
 def test_focal_loss_is_torchvisions_sigmoid_focal_loss_over_one_hot_classes():

@@ -1,4 +1,4 @@
-"""`python -m mrm_hf.convert --to timm`: an MRM encoder or classifier as timm's avg-pool ViT with fc_norm."""
+"""`python -m mrm_hf.timm_export`: an MRM encoder or classifier as timm's avg-pool ViT with fc_norm."""
 
 import json
 
@@ -7,9 +7,9 @@ import torch
 from conftest import tiny_config
 
 from mrm_hf import MRMForImageClassification, MRMForPreTraining, MRMModel
-from mrm_hf.convert import ConversionError, main
+from mrm_hf.convert import ConversionError
 from mrm_hf.processing_mrm import encoder_image_processor
-from mrm_hf.timm_export import to_timm_state_dict
+from mrm_hf.timm_export import main, to_timm_state_dict
 
 
 timm = pytest.importorskip("timm", reason="timm is the reference the export is checked against")
@@ -25,7 +25,7 @@ def randomized(model, seed):
 
 
 def export(folder, output):
-    assert main(["--to", "timm", "--checkpoint", str(folder), "--output-dir", str(output)]) == 0
+    assert main(["--checkpoint", str(folder), "--output-dir", str(output)]) == 0
     return timm.create_model(f"local-dir:{output}", pretrained=True).eval()
 
 
@@ -69,7 +69,7 @@ def test_every_encoder_weight_has_its_place_in_timm():
 
 def test_a_layout_timm_cannot_build_is_refused_by_name(tmp_path, capsys):
     MRMModel(tiny_config(layer_norm_eps=1e-5, hidden_act="relu")).save_pretrained(tmp_path / "mrm")
-    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "timm")])
+    code = main(["--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "timm")])
     error = capsys.readouterr().err
     assert code == 2 and "This MRM layout: expected one that timm's ViT can build" in error
     assert "layer_norm_eps is 1e-05" in error and "hidden_act is 'relu'" in error
@@ -78,7 +78,7 @@ def test_a_layout_timm_cannot_build_is_refused_by_name(tmp_path, capsys):
 
 def test_export_needs_an_mrm_folder(tmp_path, capsys):
     (tmp_path / "MRM.pth").write_bytes(b"")
-    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "timm")])
+    code = main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "timm")])
     assert code == 2 and "expected an MRM folder with config.json (convert a published .pth first" in capsys.readouterr().err
 
 
@@ -87,7 +87,7 @@ def test_export_refuses_another_model_type_and_an_encoder_with_missing_weights(t
 
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "upernet"}))
-    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "other"), "--output-dir", str(tmp_path / "t1")])
+    code = main(["--checkpoint", str(tmp_path / "other"), "--output-dir", str(tmp_path / "t1")])
     assert code == 2 and "found model_type 'upernet'" in capsys.readouterr().err
 
     MRMModel(tiny_config()).save_pretrained(tmp_path / "mrm")
@@ -95,7 +95,7 @@ def test_export_refuses_another_model_type_and_an_encoder_with_missing_weights(t
     removed = sorted(k for k in weights if k.startswith("layers.0."))[0]
     save_file({k: v for k, v in weights.items() if k != removed}, tmp_path / "mrm" / "model.safetensors",
               metadata={"format": "pt"})
-    code = main(["--to", "timm", "--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "t2")])
+    code = main(["--checkpoint", str(tmp_path / "mrm"), "--output-dir", str(tmp_path / "t2")])
     error = capsys.readouterr().err
     assert code == 2 and "expected every encoder weight in the folder; found" in error and removed in error
     assert not (tmp_path / "t2").exists()

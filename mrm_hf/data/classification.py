@@ -30,14 +30,26 @@ import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal, get_args
 
 from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, List, Value
 
+from ..image_processing_mrm import DICOM_SUFFIXES, image_problem
+from ..problem_types import MULTI_LABEL, SINGLE_LABEL, ProblemType
 from ..utils import check_choice
-from .mimic import _image_problem, check_image_check
-from .skips import Skips, left_out
+from .mimic import check_image_check
+from .skips import left_out
+from .splits import (
+    ImageIndex,
+    binary_label,
+    list_file,
+    malformed_lines,
+    missing_images,
+    published_lists,
+    read_split_list,
+    split_folder,
+)
 
 
 NIH_LABELS = (
@@ -68,13 +80,8 @@ CHEXPERT_PUBLISHED_UNCERTAIN = {"Atelectasis": 1.0, "Cardiomegaly": 0.0, "Consol
                                 "Pleural Effusion": 1.0}
 UNCERTAIN_POLICIES = ("published", "ones", "zeros")
 UncertainPolicy = Literal["published", "ones", "zeros"]
-ProblemType = Literal["multi_label_classification", "single_label_classification"]
-MULTI_LABEL = "multi_label_classification"  # `labels` a list of 0/1 floats per image: BCE with logits
-SINGLE_LABEL = "single_label_classification"  # `labels` a ClassLabel: softmax cross-entropy
 
 SPLITS = ("train", "validation", "test")
-LABEL_FRACTIONS = {1: "train_1.txt", 10: "train_10.txt", 100: "train_list.txt"}
-EVALUATION_LISTS = {"validation": "val_list.txt", "test": "test_list.txt"}
 NIH_FOLDER = "NIH_ChestX-ray"
 CHEXPERT_FOLDER = "CheXpert"
 RSNA_FOLDER = "RSNA_Pneumonia"
@@ -82,84 +89,7 @@ COVID_FOLDER = "COVID-19_Image_Data_Collection"
 CHEXPERT_DATA_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 RSNA_LABELS_CSV = "stage_2_train_labels.csv"
 RSNA_TRAIN_IMAGES = "stage_2_train_images"
-DICOM_SUFFIXES = (".dcm", ".dicom")
 _NAMES_MARKER = "label_names="
-_BINARY = {"0": 0, "1": 1}
-
-
-class SplitListError(ValueError):
-    """A malformed line of a split list or row of a label CSV, raised in strict mode."""
-
-
-# ---- reporting -------------------------------------------------------------------------------------------------------
-
-
-def _malformed(path: Path, strict: bool) -> Skips:
-    """The malformed lines of a split list or label CSV: raised as `SplitListError` in strict mode, else warned."""
-    return Skips(path, strict, SplitListError, what="lines", kind="malformed")
-
-
-def _binary(token: str) -> int | None:
-    """0 or 1 from "0", "1", "0.0" or "1.0"; None for anything else."""
-    try:
-        value = float(token)
-    except ValueError:
-        return None
-    return int(value) if value in (0.0, 1.0) else None
-
-
-# ---- published split lists -------------------------------------------------------------------------------------------
-
-
-def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = False) -> list[tuple[str, list[int]]]:
-    """The (name, 0/1 labels) entries of a published split list: one `name label_1 ... label_C` line per image."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Expected a split list at {path}; it does not exist.")
-    entries, malformed, total = [], _malformed(path, strict), 0
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            total += 1
-            if len(fields) != 1 + num_labels:
-                reason = f"expected a name and {num_labels} labels, found {len(fields)} fields"
-                malformed.skip(f"line {number}", reason, repr(line.strip()))
-                continue
-            labels = list(map(_BINARY.get, fields[1:]))
-            if None in labels:
-                labels = [_binary(token) for token in fields[1:]]
-                bad = [token for token, label in zip(fields[1:], labels) if label is None]
-                if bad:
-                    malformed.skip(f"line {number}", f"label {bad[0]!r} is not 0 or 1", repr(line.strip()))
-                    continue
-            entries.append((fields[0], labels))
-    malformed.finish(total)
-    return entries
-
-
-def _split_folder(split_dir: str | os.PathLike, folder: str) -> Path:
-    """The dataset's folder of split lists: `split_dir/folder` when it exists, else `split_dir` itself."""
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"Expected the folder of published split lists at {split_dir}; it does not exist.")
-    return split_dir / folder if (split_dir / folder).is_dir() else split_dir
-
-
-def _list_file(folder: Path, name: str, hint: str = "") -> Path:
-    path = folder / name
-    if not path.is_file():
-        found = sorted(p.name for p in folder.glob("*.txt"))
-        raise FileNotFoundError(f"Expected the split list {path}; it does not exist (found {found}).{hint}")
-    return path
-
-
-def _published_lists(folder: Path, label_fraction: int, splits: Sequence[str], hint: str = "") -> dict[str, Path]:
-    """The list file of each requested split, the training one chosen by `label_fraction` (1, 10 or 100 percent)."""
-    check_choice("label_fraction (percent)", label_fraction, LABEL_FRACTIONS)
-    names = {"train": LABEL_FRACTIONS[label_fraction], **EVALUATION_LISTS}
-    return {split: _list_file(folder, names[split], hint if split == "train" else "") for split in splits}
 
 
 def _check_splits(splits: Iterable[str] | None, available: Sequence[str]) -> list[str]:
@@ -173,55 +103,13 @@ def _check_splits(splits: Iterable[str] | None, available: Sequence[str]) -> lis
 # ---- finding images --------------------------------------------------------------------------------------------------
 
 
-class _ImageIndex:
-    """Every file below a folder, walked once, found by the tail of a listed name."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"Expected the image folder {self.root}; it does not exist.")
-        self.by_name: dict[str, list[tuple[str, ...]]] = {}
-        seen = set()
-        for folder, subfolders, files in os.walk(self.root, followlinks=True):
-            real = os.path.realpath(folder)
-            if real in seen:  # walked already: a symbolic link loop, or a second link to the same folder
-                subfolders[:] = []
-                continue
-            seen.add(real)
-            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-            relative = Path(folder).relative_to(self.root).parts
-            for name in files:
-                self.by_name.setdefault(name, []).append((*relative, name))
-        for candidates in self.by_name.values():
-            candidates.sort(key=lambda parts: (len(parts), parts))
-        self.ambiguous: list[tuple[str, list[str]]] = []
-
-    def find(self, name: str) -> str | None:
-        """The absolute path of the file `name` (a relative path) names, or None."""
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        candidates = self.by_name.get(parts[-1], [])
-        for keep in dict.fromkeys((len(parts), max(len(parts) - 1, 1))):
-            matches = [c for c in candidates if c[len(c) - keep :] == parts[len(parts) - keep :]]
-            if matches:
-                if len(matches) > 1:
-                    self.ambiguous.append((name, ["/".join(m) for m in matches]))
-                return str(self.root.joinpath(*matches[0]))
-        return None
-
-
-def _missing_images(source: str, data_dir: str, missing: list[str], total: int, strict: bool):
-    """Raise (strict, or nothing found) or warn about the listed images that are not on disk."""
-    description = f"images named in {source} are not under {data_dir}"
-    left_out(missing, total, description, strict, FileNotFoundError, "; is `data_dir` right?")
-
-
 def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict: bool) -> list[tuple[str, str, list]]:
     """The rows whose image passes `check` ("none", "header", "full"; see `load_mimic_cxr`); DICOMs are left
     to the processor. Unreadable ones are raised (strict, or all of them) or left out with one warning."""
     check_image_check(check)
     kept, bad = [], []
     for row in rows:
-        problem = None if row[0].lower().endswith(DICOM_SUFFIXES) else _image_problem(row[0], check)
+        problem = None if row[0].lower().endswith(DICOM_SUFFIXES) else image_problem(row[0], check)
         if problem is None:
             kept.append(row)
         else:
@@ -230,7 +118,7 @@ def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict
     return kept
 
 
-def _warn_ambiguous(index: _ImageIndex):
+def _warn_ambiguous(index: ImageIndex):
     if index.ambiguous:
         name, matches = index.ambiguous[0]
         warnings.warn(
@@ -265,7 +153,7 @@ def _dataset(rows: list[tuple[str, str, list]], names: Sequence[str], descriptio
 
 
 def _located(
-    entries: list[tuple[str, list]], index: _ImageIndex, source: str, strict: bool, check_images: str = "header"
+    entries: list[tuple[str, list]], index: ImageIndex, source: str, strict: bool, check_images: str = "header"
 ) -> list[tuple[str, str, list]]:
     """(absolute path, name, labels) of the listed images found on disk and readable; others reported."""
     rows, missing = [], []
@@ -275,7 +163,7 @@ def _located(
             missing.append(name)
         else:
             rows.append((path, name, labels))
-    _missing_images(source, str(index.root), missing, len(entries), strict)
+    missing_images(source, str(index.root), missing, len(entries), strict)
     return _readable(rows, source, check_images, strict)
 
 
@@ -288,7 +176,7 @@ def _from_lists(
     check_images: str = "header",
 ) -> DatasetDict:
     """One split per published list, its images found below `data_dir`."""
-    index = _ImageIndex(data_dir)
+    index = ImageIndex(data_dir)
     splits = {}
     for split, path in lists.items():
         entries = read_split_list(path, len(names), strict=strict)
@@ -328,7 +216,7 @@ def load_nih(
     Images (`<id>.png`) are found anywhere below `data_dir`, e.g. the official `images_00X/images/` folders, and
     checked as `check_images` says ("header": a truncated file is left out; see `load_mimic_cxr`).
     """
-    lists = _published_lists(_split_folder(split_dir, NIH_FOLDER), label_fraction, _check_splits(splits, SPLITS))
+    lists = published_lists(split_folder(split_dir, NIH_FOLDER), label_fraction, _check_splits(splits, SPLITS))
     description = f"NIH ChestX-ray14, MRM split, {label_fraction}% labels"
     return _from_lists(lists, data_dir, NIH_LABELS, description, strict, check_images)
 
@@ -383,7 +271,7 @@ def read_chexpert_csv(
     check_choice("uncertain_policy", uncertain_policy, UNCERTAIN_POLICIES)
     path = Path(path)
     _require_columns(path, ["Path", *CHEXPERT_COMPETITION_LABELS], _read_header(path))
-    entries, malformed, total = [], _malformed(path, strict), 0
+    entries, malformed, total = [], malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
@@ -424,8 +312,8 @@ def load_chexpert(
                              "official CSVs (split_dir=None) to choose another policy.")
         hint = (" The 100% list (about 218k lines) ships with the published code; or build from the official "
                 "train.csv with split_dir=None.")
-        folder = _split_folder(split_dir, CHEXPERT_FOLDER)
-        lists = _published_lists(folder, label_fraction, _check_splits(splits, SPLITS), hint)
+        folder = split_folder(split_dir, CHEXPERT_FOLDER)
+        lists = published_lists(folder, label_fraction, _check_splits(splits, SPLITS), hint)
         return _from_lists(lists, data_dir, CHEXPERT_COMPETITION_LABELS, f"{description}, MRM split", strict)
     if label_fraction != 100:
         raise ValueError(f"label_fraction without split_dir: expected 100 (the official CSVs give 100% of the labels); "
@@ -437,7 +325,7 @@ def load_chexpert(
     for split in _check_splits(splits, ("train", "test")):
         path = _chexpert_csv(data_dir, csvs[split])
         read[split] = path, read_chexpert_csv(path, uncertain_policy, strict)
-    index = _ImageIndex(data_dir)
+    index = ImageIndex(data_dir)
     result = {}
     for split, (path, entries) in read.items():
         rows = _located(entries, index, str(path), strict)
@@ -455,12 +343,12 @@ def read_rsna_labels(path: str | os.PathLike, strict: bool = False) -> list[tupl
     path = Path(path)
     _require_columns(path, ["patientId", "Target"], _read_header(path))
     targets: dict[str, int] = {}
-    malformed, total = _malformed(path, strict), 0
+    malformed, total = malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
             total += 1
-            patient, target = row["patientId"] or "", _binary(row["Target"] or "")
+            patient, target = row["patientId"] or "", binary_label(row["Target"] or "")
             if not patient or target is None:
                 malformed.skip(f"line {reader.line_num}", "expected a patientId and a 0/1 Target",
                                repr(f"{patient},{row['Target']}"))
@@ -486,7 +374,7 @@ def load_rsna(
     """
     description = f"RSNA Pneumonia, {label_fraction}% labels"
     if split_dir is not None:
-        lists = _published_lists(_split_folder(split_dir, RSNA_FOLDER), label_fraction, _check_splits(splits, SPLITS))
+        lists = published_lists(split_folder(split_dir, RSNA_FOLDER), label_fraction, _check_splits(splits, SPLITS))
         return _from_lists(lists, data_dir, RSNA_LABELS, f"{description}, MRM split", strict)
     if label_fraction != 100:
         raise ValueError(f"label_fraction without split_dir: expected 100 (the official labels CSV gives 100% of the "
@@ -495,7 +383,7 @@ def load_rsna(
     path = Path(data_dir) / RSNA_LABELS_CSV
     if not path.is_file():
         raise FileNotFoundError(f"Expected the official RSNA labels at {path}; it does not exist.")
-    index = _ImageIndex(data_dir)
+    index = ImageIndex(data_dir)
     rows = _located(read_rsna_labels(path, strict), index, str(path), strict)
     _warn_ambiguous(index)
     return DatasetDict({"train": _dataset(rows, RSNA_LABELS, f"{description}, official {path.name}.")})
@@ -520,11 +408,11 @@ def load_covid(
     """
     check_choice("task", task, COVID_TASKS)
     check_choice("split_index", split_index, range(1, 6))
-    folder = _split_folder(split_dir, COVID_FOLDER) / f"{task}{split_index}"
+    folder = split_folder(split_dir, COVID_FOLDER) / f"{task}{split_index}"
     if not folder.is_dir():
         raise FileNotFoundError(f"Expected the split folder {folder}; it does not exist.")
     files = {"train": "train", "validation": "val", "test": "test"}
-    lists = {s: _list_file(folder, f"is{task}_{files[s]}.txt") for s in _check_splits(splits, SPLITS)}
+    lists = {s: list_file(folder, f"is{task}_{files[s]}.txt") for s in _check_splits(splits, SPLITS)}
     description = f"COVID-19 image data collection, task {task}, split {split_index}"
     return _from_lists(lists, data_dir, COVID_TASKS[task], description, strict)
 
@@ -540,7 +428,7 @@ def _check_default_label_columns(path: Path, image_column: str, columns: list[st
         reader = csv.DictReader(file)
         for row in reader:
             for column in columns:
-                if column not in not_binary and _binary(row[column] or "") is None:
+                if column not in not_binary and binary_label(row[column] or "") is None:
                     not_binary[column] = (reader.line_num, row[column])
     if not not_binary:
         return
@@ -575,7 +463,7 @@ def _read_label_csv(
     if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
         raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
                          f"{columns}.")
-    entries, malformed, total = [], _malformed(path, strict), 0
+    entries, malformed, total = [], malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         for row in reader:
@@ -586,7 +474,7 @@ def _read_label_csv(
                 malformed.skip(f"line {reader.line_num}", f"empty {image_column}", repr(text))
                 continue
             if problem_type == "multi_label_classification":
-                labels = [_binary(row[c] or "") for c in columns]
+                labels = [binary_label(row[c] or "") for c in columns]
                 bad = [c for c, label in zip(columns, labels) if label is None]
                 if bad:
                     malformed.skip(f"line {reader.line_num}", f"{bad[0]} is {row[bad[0]]!r}, not 0 or 1", repr(text))
@@ -675,7 +563,7 @@ def load_csv(
                 rows.append((str(absolute.resolve()), image, labels))
             else:
                 missing.append(image)
-        _missing_images(str(path), str(root), missing, len(entries), strict)
+        missing_images(str(path), str(root), missing, len(entries), strict)
         rows = _readable(rows, str(path), check_images, strict)
         result[split] = _dataset(rows, names, f"Images and labels from {path.name} ({problem_type}).", label_feature)
     return DatasetDict(result)

@@ -19,6 +19,9 @@ worker's own seeded one). With a `seed` (an int, or the `SeededDraws` the traini
 mask comes from a generator keyed by (seed, epoch, sample index) when the examples carry `sample_index`: new masks
 every epoch, independent of batch composition, workers and processes, and the same after a resume mid-epoch. Examples
 without it draw from one seeded stream per epoch, process and worker (see `mrm_hf.data.seeding`).
+
+The other collators: image-only pre-training (`collate_images`, `ImageCollator`), classification
+(`ClassificationCollator`) and segmentation (`collate_segmentation`).
 """
 
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..utils import check_choice
-from .classification import MULTI_LABEL
+from ..problem_types import MULTI_LABEL
 from .seeding import SAMPLE_INDEX, SeededDraws
 
 
@@ -272,5 +275,20 @@ class ClassificationCollator:
         }
 
 
-__all__ = ["ClassificationCollator", "DataCollatorForMRM", "ImageCollator", "collate_images", "token_lookups",
-           "whole_word_mask"]
+def collate_segmentation(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """`pixel_values` as float (batch, 3, H, W) and `labels` as uint8 (batch, H, W) class ids (compact for evaluation)."""
+    return {
+        "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
+        "labels": torch.stack([torch.as_tensor(example["labels"]) for example in examples]),
+    }
+
+
+__all__ = [
+    "ClassificationCollator",
+    "DataCollatorForMRM",
+    "ImageCollator",
+    "collate_images",
+    "collate_segmentation",
+    "token_lookups",
+    "whole_word_mask",
+]

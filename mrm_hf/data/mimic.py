@@ -60,6 +60,7 @@ from datasets import Dataset, Features, Image, Value
 from datasets.exceptions import DatasetGenerationError
 from PIL import Image as PILImage
 
+from ..image_processing_mrm import IMAGE_CHECKS, image_problem
 from ..utils import check_choice
 from .reports import ReportPolicy, check_report_policy, report_text
 from .skips import Skips
@@ -90,8 +91,6 @@ CHEXPERT_LABELS = (
 )
 SPLITS = {"train": "train", "validate": "validate", "validation": "validate", "test": "test"}
 ImageCheck = Literal["none", "header", "full"]
-IMAGE_CHECKS = ("none", "header", "full")
-_ZERO_RUN = b"\x00" * 1024  # in a JPEG's coded data: a block of the file overwritten with zeros
 _INDEX_VERSION = 1  # bump when the records a build yields change, so old caches are not reused
 _IMAGE_TAIL = re.compile(r"p\d\d/p\d+/s\d+/[^/]+$")
 _RECORD_PATH = re.compile(r"p\d\d/p(\d+)/s(\d+)/([0-9a-f]{8}(?:-[0-9a-f]{8}){4})")
@@ -112,52 +111,10 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _jpeg_coded_data(data: bytes) -> bytes:
-    """The bytes of a JPEG from its first start-of-scan to its last end-of-image marker (b"" if there is none)."""
-    position = 2
-    while position + 4 <= len(data) and data[position] == 0xFF:
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
-        if marker == 0xDA:
-            return data[position + 2 + length : data.rfind(b"\xff\xd9")]
-        position += 2 + length
-    return b""
-
-
 def check_image_check(check: str) -> str:
     """`check` if it names an image check (`IMAGE_CHECKS`), else a ValueError: every loader that checks images
     validates the choice here."""
     return check_choice("check_images", check, IMAGE_CHECKS)
-
-
-def _image_problem(path: str, check: ImageCheck = "header") -> str | None:
-    """Why the image at `path` cannot be used ("missing image", "truncated image", "unreadable image", "zero-filled
-    image"), or None."""
-    if not os.path.isfile(path):
-        return "missing image"
-    if check == "none":
-        return None
-    try:
-        with PILImage.open(path) as image:
-            if check == "full":
-                if image.format == "JPEG":
-                    with open(path, "rb") as file:
-                        if _ZERO_RUN in _jpeg_coded_data(file.read()):
-                            return "zero-filled image"
-                image.load()
-            elif image.format == "JPEG":
-                with open(path, "rb") as file:
-                    file.seek(max(0, os.path.getsize(path) - 1024))
-                    if not file.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-                        return "truncated image"
-            else:
-                image.verify()
-    except (OSError, SyntaxError, ValueError) as error:
-        return "truncated image" if "truncated" in str(error) else "unreadable image"
-    return None
 
 
 def _map(function, items: list, num_proc: int | None) -> list:
@@ -284,14 +241,14 @@ def _label(value: Any) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def _generate_mimic(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def generate_mimic_records(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield the usable records of a MIMIC-CXR-JPG split, checking images and reports."""
     root, image_root = Path(options["root"]), Path(options["image_root"])
     rows = _mimic_index(root, options["split"], options["views"], options["chexpert"]).to_dict("records")
     suffix = options["image_suffix"]
     files = image_root / "files"
     paths = [str(files / _study(r["subject_id"], r["study_id"]) / f"{r['dicom_id']}{suffix}.jpg") for r in rows]
-    problems = _map(partial(_image_problem, check=options["check_images"]), paths, options["num_proc"])
+    problems = _map(partial(image_problem, check=options["check_images"]), paths, options["num_proc"])
     skips = Skips(root, options["strict"], RecordError, by_reason=True)
     reports = _Reports(Path(options["reports"]))
     try:
@@ -370,18 +327,18 @@ def load_mimic_cxr(
     }
     files = csvs + ([root / CHEXPERT_CSV] if chexpert else []) + [reports_source]
     fingerprint = _fingerprint("mimic-cxr", {k: v for k, v in options.items() if k != "num_proc"}, files)
-    return _from_generator(_generate_mimic, options, Features(features), fingerprint, cache_dir)
+    return _from_generator(generate_mimic_records, options, Features(features), fingerprint, cache_dir)
 
 
 # ---- the published training.csv -------------------------------------------------------------------------------------
 
 
-def _generate_training_csv(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def generate_training_csv_records(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield the usable rows of a published-style `training.csv` (image_path, report_content)."""
     table = _read_csv(Path(options["path"]), ["image_path", "report_content"]).fillna("")
     image_root = Path(options["image_root"])
     paths = [str(Path(p) if Path(p).is_absolute() else (image_root / p).resolve()) for p in table["image_path"]]
-    problems = _map(partial(_image_problem, check=options["check_images"]), paths, options["num_proc"])
+    problems = _map(partial(image_problem, check=options["check_images"]), paths, options["num_proc"])
     skips = Skips(options["path"], options["strict"], RecordError, by_reason=True)
     for number, (path, report, problem) in enumerate(zip(paths, table["report_content"], problems), start=2):
         record = f"row {number} ({Path(path).name})"
@@ -431,7 +388,7 @@ def load_training_csv(
         }
     )
     fingerprint = _fingerprint("training-csv", {k: v for k, v in options.items() if k != "num_proc"}, [path])
-    return _from_generator(_generate_training_csv, options, features, fingerprint, cache_dir)
+    return _from_generator(generate_training_csv_records, options, features, fingerprint, cache_dir)
 
 
 # ---- resized copy ---------------------------------------------------------------------------------------------------
@@ -450,7 +407,7 @@ def _resize_one(job: tuple[str, str], short_side: int, quality: int, overwrite: 
     source, target = job
     if not overwrite and os.path.isfile(target):
         return None
-    problem = _image_problem(source, "header")
+    problem = image_problem(source, "header")
     if problem is not None:
         return problem
     try:

@@ -38,8 +38,7 @@ from datasets import Dataset, DatasetDict, Image, concatenate_datasets, load_fro
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from ..image_processing_mrm import to_grayscale
-from ..transforms import open_fast
+from ..image_processing_mrm import open_fast, to_grayscale
 from ..utils import check_choice, setup_logging
 from .mimic import load_mimic_cxr, load_training_csv, short_side_size
 

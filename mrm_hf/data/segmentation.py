@@ -5,8 +5,8 @@ Every loader returns a `DatasetDict` of the splits it has (`train`, `validation`
 - `mask_path`: the absolute path of a binary PNG mask (0/1 or 0/255, the image's size), or "" when the mask is RLE;
 - `rle`: the image's run-length encoded masks (SIIM's `train-rle.csv`, one string per row, "-1" for none), or [];
 - `name`: the id or path the split list or CSV gives.
-Masks are read when a row is used (`mrm_hf.segmentation.SegmentationTransform`); an image with no positive pixel is
-valid.
+Masks are read when a row is used (`read_pair`, which `mrm_hf.transforms.SegmentationTransform` calls); an image
+with no positive pixel is valid.
 
 SIIM-ACR as people have it: the Kaggle `stage_2` DICOMs (any folder layout: files are found by their id) with
 `train-rle.csv`, or PNG/JPEG images with PNG masks named by id (the layout the published code reads). SIIM's RLE is
@@ -26,9 +26,10 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value
 from PIL import Image
 
+from ..image_processing_mrm import image_size, load_mask, load_radiograph
 from ..utils import check_choice
-from .classification import _ImageIndex, _missing_images, _published_lists, _split_folder, read_split_list
 from .skips import Skips, left_out
+from .splits import ImageIndex, missing_images, published_lists, read_split_list, split_folder
 
 
 SIIM_FOLDER = "SIIM-ACR_Pneumothorax"
@@ -125,18 +126,25 @@ def read_rle_csv(path: str | os.PathLike, strict: bool = False) -> dict[str, lis
     return rles
 
 
+# ---- reading a row ---------------------------------------------------------------------------------------------------
+
+
+def read_pair(row: dict, rle_encoding: str = "relative") -> tuple[Image.Image, np.ndarray]:
+    """A row's radiograph (PIL) and its 0/1 mask at the image's size; a bad mask raises naming its file."""
+    image = load_radiograph(row["image_path"])
+    if row["mask_path"]:
+        mask = load_mask(row["mask_path"])
+        if mask.shape != (image.height, image.width):
+            raise ValueError(f"Expected the mask {row['mask_path']} at its image's size {image.width}x{image.height} "
+                             f"({row['image_path']}); found {mask.shape[1]}x{mask.shape[0]}.")
+    else:
+        mask = np.zeros((image.height, image.width), dtype=np.uint8)
+        for rle in row["rle"]:
+            mask |= rle_decode(rle, image.height, image.width, rle_encoding, name=f"{row['name']} ({row['image_path']})")
+    return image, mask
+
+
 # ---- checks ----------------------------------------------------------------------------------------------------------
-
-
-def _image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file's header, without decoding the pixels."""
-    if path.lower().endswith((".dcm", ".dicom")):
-        import pydicom
-
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        return int(header.Rows), int(header.Columns)
-    with Image.open(path) as image:
-        return image.height, image.width
 
 
 def _skipped(source: str, reason: str, names: list[str], total: int, strict: bool):
@@ -149,10 +157,10 @@ def _check_sizes(rows: list[dict], source: str, strict: bool) -> list[dict]:
     kept, mismatched = [], []
     for row in rows:
         if row["mask_path"]:
-            image_size, mask_size = _image_size(row["image_path"]), _image_size(row["mask_path"])
-            if image_size != mask_size:
-                mismatched.append(f"{row['mask_path']} is {mask_size[1]}x{mask_size[0]}, its image "
-                                  f"{row['image_path']} {image_size[1]}x{image_size[0]}")
+            image_shape, mask_shape = image_size(row["image_path"]), image_size(row["mask_path"])
+            if image_shape != mask_shape:
+                mismatched.append(f"{row['mask_path']} is {mask_shape[1]}x{mask_shape[0]}, its image "
+                                  f"{row['image_path']} {image_shape[1]}x{image_shape[0]}")
                 continue
         kept.append(row)
     _skipped(source, "have a mask of another size than their image", mismatched, len(rows), strict)
@@ -168,7 +176,7 @@ def _dataset(rows: list[dict]) -> Dataset:
 
 def _index_by_id(root: Path, exclude: Path | None = None) -> dict[str, str]:
     """{file stem: absolute path} of the image files below root (the shallowest when a stem repeats)."""
-    index = _ImageIndex(root)
+    index = ImageIndex(root)
     found = {}
     for name, candidates in index.by_name.items():
         stem, suffix = os.path.splitext(name)
@@ -200,7 +208,7 @@ def load_siim(
         raise ValueError("SIIM-ACR masks: expected one source, rle_csv (train-rle.csv) or mask_dir (PNG masks); "
                          f"found rle_csv={rle_csv!r}, mask_dir={mask_dir!r}.")
     check_rle_encoding(rle_encoding)
-    lists = _published_lists(_split_folder(split_dir, SIIM_FOLDER), label_fraction, list(splits))
+    lists = published_lists(split_folder(split_dir, SIIM_FOLDER), label_fraction, list(splits))
     mask_root = Path(mask_dir).resolve() if mask_dir is not None else None
     images = _index_by_id(Path(data_dir), exclude=mask_root)
     if mask_root is not None:
@@ -215,7 +223,7 @@ def load_siim(
     for split, path in lists.items():
         ids = [name for name, _ in read_split_list(path, 0, strict=strict)]
         missing = [image_id for image_id in ids if image_id not in images]
-        _missing_images(str(path), str(data_dir), missing, len(ids), strict)
+        missing_images(str(path), str(data_dir), missing, len(ids), strict)
         present = [image_id for image_id in ids if image_id in images]
         unannotated = [image_id for image_id in present if image_id not in (masks if mask_root else rles)]
         where = f"a mask <id>.png under {mask_dir}" if mask_root else f"a row in {rle_csv}"
@@ -277,6 +285,7 @@ __all__ = [
     "check_siim_label_fraction",
     "load_segmentation_csv",
     "load_siim",
+    "read_pair",
     "read_rle_csv",
     "rle_decode",
     "rle_encode",

@@ -8,7 +8,7 @@
   (MMSegmentation's per-class mDice and mIoU); None when neither masks nor predictions have a positive pixel.
 
 Inputs are compact so that thousands of 512 x 512 masks pass through `evaluate` in a second: each mask is the bytes
-of `numpy.packbits` of its pixels, flattened in any fixed order (`mrm_hf.segmentation.pack_masks`). A prediction and
+of `numpy.packbits` of its pixels, flattened in any fixed order (`mrm_hf.metrics.pack_masks`). A prediction and
 its reference must have been packed from masks of one size.
 """
 
