@@ -1,5 +1,5 @@
-"""Small helpers every part of mrm_hf uses the same way: logging set-up, checking a named choice, and applying
-`--config_overrides` to a config."""
+"""Small helpers every part of mrm_hf uses the same way: logging set-up, checking a named choice or a table's columns,
+and applying `--config_overrides` to a config."""
 
 import logging
 import sys
@@ -28,6 +28,14 @@ def check_choice(name: str, value, choices: Iterable, where: str | None = None):
         place = f" ({where})" if where else ""
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}; found {value!r}{place}.")
     return value
+
+
+def check_columns(where, required: Iterable[str], found: Iterable[str]) -> None:
+    """Refuse a table (a CSV at `where`) whose header `found` lacks any of the `required` columns, naming them."""
+    required, found = list(required), list(found)
+    missing = [column for column in required if column not in found]
+    if missing:
+        raise ValueError(f"{where}: expected the columns {required}; found {found}, without {missing}.")
 
 
 def apply_config_overrides(config, overrides: str) -> None:

@@ -130,17 +130,17 @@ def test_collator_names_none_examples_missing_reports_and_ids_outside_the_vocabu
     collator = DataCollatorForMRM(tokenizer, max_length=8)
     with pytest.raises(TypeError, match=r"expected each example as a dict; found NoneType at position 1"):
         collator([{"report": "left effusion"}, None])
-    with pytest.raises(TypeError, match=r"expected `report` as a str .*found NoneType in the example at position 0 .*sample 7"):
+    with pytest.raises(TypeError, match=r"position 0 .*sample 7.*: expected `report` as a str; found NoneType"):
         collator([{"report": None, "sample_index": 7}])
-    with pytest.raises(ValueError, match=rf"expected `input_ids` in the tokenizer's vocabulary \(0 to {len(tokenizer) - 1}\); "
-                       r"found 5000 at position 2 of the example at position 1"):  # fmt: skip
+    with pytest.raises(ValueError, match=rf"The example at position 1 of the batch, position 2: expected `input_ids` "
+                       rf"in the tokenizer's vocabulary \(0 to {len(tokenizer) - 1}\); found 5000"):  # fmt: skip
         collator([{"input_ids": [2, 5]}, {"input_ids": [2, 5, 5000]}])
 
 
 def test_collator_refuses_nan_pixel_values_naming_the_example(tokenizer):
     pixels = torch.zeros(3, 4, 4)
     pixels[0, 1, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"expected finite `pixel_values`; found NaN .*position 1 .*sample 3"):
+    with pytest.raises(ValueError, match=r"position 1 .*sample 3.*: expected finite `pixel_values`; found NaN"):
         DataCollatorForMRM(tokenizer, max_length=8)(
             [{"report": "a", "pixel_values": torch.zeros(3, 4, 4)}, {"report": "b", "pixel_values": pixels, "sample_index": 3}]
         )

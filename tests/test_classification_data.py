@@ -309,7 +309,7 @@ def test_chexpert_csv_bad_values_and_missing_columns_are_named(tmp_path):
     with pytest.raises(SplitListError, match=r"train\.csv, line 3: expected a usable line; found .*\(Edema is '2\.0'"):
         load_chexpert(tmp_path, strict=True)
     write_chexpert_csvs(tmp_path / "other", [["1.0"] * 5], [["0.0"] * 5], drop=("Edema",))
-    with pytest.raises(ValueError, match=r"\['Edema'\] are missing \(found \['Path', 'Sex'"):
+    with pytest.raises(ValueError, match=r"found \['Path', 'Sex'.*, without \['Edema'\]"):
         load_chexpert(tmp_path / "other")
 
 
@@ -434,10 +434,10 @@ def test_load_csv_single_label_gives_named_class_ids(shared):
 
 def test_load_csv_label_column_errors_say_what_was_expected_and_found(shared):
     path = shared(*NIH_DATA) / "nih14_64px_train.csv"
-    with pytest.raises(ValueError, match=r"\['Pneumonia ', 'Lung Opacity'\] are missing \(found \['image_path', "
-                                         r"'Atelectasis'"):
+    with pytest.raises(ValueError, match=r"found \['image_path', 'Atelectasis'.*, without "
+                                         r"\['Pneumonia ', 'Lung Opacity'\]"):
         load_csv(path, label_columns=["Atelectasis", "Pneumonia ", "Lung Opacity"])
-    with pytest.raises(ValueError, match=r"Expected 13 label columns \(num_labels\); found 14"):
+    with pytest.raises(ValueError, match=r"expected 13 label columns \(num_labels\); found 14"):
         load_csv(path, label_columns=NIH_LABELS, num_labels=13)
     # Every column but the image one, metadata included: the error names them and says how to pick the labels.
     with pytest.raises(ValueError, match=r"finding_labels_dataentry_v2020 \('No Finding' on line 2\).*view \('PA'") as error:

@@ -37,7 +37,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Im
 
 from ..image_processing_mrm import DICOM_SUFFIXES, image_problem
 from ..problem_types import MULTI_LABEL, SINGLE_LABEL, ProblemType
-from ..utils import check_choice
+from ..utils import check_choice, check_columns
 from .mimic import check_image_check
 from .skips import left_out
 from .splits import (
@@ -114,7 +114,7 @@ def _readable(rows: list[tuple[str, str, list]], source: str, check: str, strict
             kept.append(row)
         else:
             bad.append(f"{row[1]} ({problem})")
-    left_out(bad, len(rows), f"images named in {source} cannot be read", strict, OSError)
+    left_out(source, bad, len(rows), f"images named in {source} cannot be read", strict, OSError)
     return kept
 
 
@@ -195,8 +195,8 @@ def label_names(dataset: Dataset | DatasetDict) -> list[str]:
         return list(feature.names)
     description = dataset.info.description or ""
     if _NAMES_MARKER not in description:
-        raise ValueError(f"Expected a dataset built by mrm_hf.data with `{_NAMES_MARKER}` in its info.description; "
-                         f"found the description {description!r}.")
+        raise ValueError(f"The dataset's info.description: expected `{_NAMES_MARKER}`, as mrm_hf.data writes it; "
+                         f"found {description!r}.")
     return json.loads(description.split(_NAMES_MARKER, 1)[1])
 
 
@@ -229,7 +229,8 @@ def _chexpert_csv(data_dir: Path, name: str) -> Path:
     candidates = [data_dir / name] + [data_dir / folder / name for folder in CHEXPERT_DATA_FOLDERS]
     found = [path for path in candidates if path.is_file()]
     if not found:
-        raise FileNotFoundError(f"Expected the official CheXpert {name} at one of {[str(p) for p in candidates]}.")
+        shown = [str(p) for p in candidates]
+        raise FileNotFoundError(f"CheXpert {name}: expected the official file at one of {shown}; found none.")
     if len(found) > 1:
         raise ValueError(
             f"CheXpert {name}: expected one under {data_dir}; found {len(found)}: {[str(p) for p in found]}. Point "
@@ -241,12 +242,6 @@ def _chexpert_csv(data_dir: Path, name: str) -> Path:
 def _read_header(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8") as file:
         return next(csv.reader(file), [])
-
-
-def _require_columns(path: Path, required: Sequence[str], found: Sequence[str]):
-    missing = [column for column in required if column not in found]
-    if missing:
-        raise ValueError(f"{path}: expected the columns {list(required)}; {missing} are missing (found {list(found)}).")
 
 
 def _chexpert_label(raw: str, column: str, policy: UncertainPolicy) -> float | None:
@@ -270,7 +265,7 @@ def read_chexpert_csv(
     """The (Path, 5 competition labels) rows of an official CheXpert `train.csv` or `valid.csv`."""
     check_choice("uncertain_policy", uncertain_policy, UNCERTAIN_POLICIES)
     path = Path(path)
-    _require_columns(path, ["Path", *CHEXPERT_COMPETITION_LABELS], _read_header(path))
+    check_columns(path, ["Path", *CHEXPERT_COMPETITION_LABELS], _read_header(path))
     entries, malformed, total = [], malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
@@ -341,7 +336,7 @@ def load_chexpert(
 def read_rsna_labels(path: str | os.PathLike, strict: bool = False) -> list[tuple[str, list[int]]]:
     """One (stage_2_train_images/<patientId>.dcm, [Target]) per patient of `stage_2_train_labels.csv`, in file order."""
     path = Path(path)
-    _require_columns(path, ["patientId", "Target"], _read_header(path))
+    check_columns(path, ["patientId", "Target"], _read_header(path))
     targets: dict[str, int] = {}
     malformed, total = malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
@@ -350,8 +345,8 @@ def read_rsna_labels(path: str | os.PathLike, strict: bool = False) -> list[tupl
             total += 1
             patient, target = row["patientId"] or "", binary_label(row["Target"] or "")
             if not patient or target is None:
-                malformed.skip(f"line {reader.line_num}", "expected a patientId and a 0/1 Target",
-                               repr(f"{patient},{row['Target']}"))
+                malformed.skip(f"line {reader.line_num}", detail=repr(f"{patient},{row['Target']}"),
+                               expected="a patientId and a 0/1 Target")
             elif targets.setdefault(patient, target) != target:
                 malformed.skip(f"line {reader.line_num}", f"Target differs from the patient's earlier Target "
                                f"{targets[patient]}", repr(f"{patient},{row['Target']}"))
@@ -382,7 +377,7 @@ def load_rsna(
     _check_splits(splits, ("train",))
     path = Path(data_dir) / RSNA_LABELS_CSV
     if not path.is_file():
-        raise FileNotFoundError(f"Expected the official RSNA labels at {path}; it does not exist.")
+        raise FileNotFoundError(f"{path}: expected the official RSNA labels; found no such file.")
     index = ImageIndex(data_dir)
     rows = _located(read_rsna_labels(path, strict), index, str(path), strict)
     _warn_ambiguous(index)
@@ -410,7 +405,7 @@ def load_covid(
     check_choice("split_index", split_index, range(1, 6))
     folder = split_folder(split_dir, COVID_FOLDER) / f"{task}{split_index}"
     if not folder.is_dir():
-        raise FileNotFoundError(f"Expected the split folder {folder}; it does not exist.")
+        raise FileNotFoundError(f"{folder}: expected the published split folder; found no such folder.")
     files = {"train": "train", "validation": "val", "test": "test"}
     lists = {s: list_file(folder, f"is{task}_{files[s]}.txt") for s in _check_splits(splits, SPLITS)}
     description = f"COVID-19 image data collection, task {task}, split {split_index}"
@@ -452,16 +447,16 @@ def _read_label_csv(
 ) -> tuple[list[str], list[tuple[str, list | int]]]:
     """The label columns and the (image path, labels) rows of one CSV; malformed rows reported."""
     header = _read_header(path)
-    _require_columns(path, [image_column], header)
+    check_columns(path, [image_column], header)
     columns = label_columns if label_columns is not None else [c for c in header if c != image_column]
-    _require_columns(path, columns, header)
+    check_columns(path, columns, header)
     if label_columns is None and problem_type == "multi_label_classification":
         _check_default_label_columns(path, image_column, columns)
     if problem_type == "single_label_classification" and len(columns) != 1:
         raise ValueError(f"{path}, single-label classification: expected one integer class column; found "
                          f"{len(columns)} label columns {columns}. Pass `label_columns=[<the class column>]`.")
     if problem_type == "multi_label_classification" and num_labels is not None and len(columns) != num_labels:
-        raise ValueError(f"Expected {num_labels} label columns (num_labels); found {len(columns)} in {path}: "
+        raise ValueError(f"{path}: expected {num_labels} label columns (num_labels); found {len(columns)}: "
                          f"{columns}.")
     entries, malformed, total = [], malformed_lines(path, strict), 0
     with open(path, newline="", encoding="utf-8") as file:
@@ -528,7 +523,7 @@ def load_csv(
                              f"named by `label_columns`); found class_names={list(class_names)} with problem_type "
                              f"{problem_type!r}.")
         if num_labels is not None and len(class_names) != num_labels:
-            raise ValueError(f"Expected {num_labels} class names (num_labels); found {len(class_names)}: "
+            raise ValueError(f"class_names: expected {num_labels} names (num_labels); found {len(class_names)}: "
                              f"{list(class_names)}.")
         num_labels = len(class_names)
     csvs = {"train": train_csv, "validation": validation_csv, "test": test_csv}
@@ -538,7 +533,7 @@ def load_csv(
             continue
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"Expected the {split} CSV at {path}; it does not exist.")
+            raise FileNotFoundError(f"{path}: expected the {split} CSV; found no such file.")
         parsed[split] = (path, *_read_label_csv(path, image_column, label_columns, problem_type, num_labels, strict))
     columns = next(iter(parsed.values()))[1]
     for split, (path, found, _) in parsed.items():
@@ -578,8 +573,8 @@ def problem_type_of(data: DatasetDict) -> str:
         return SINGLE_LABEL
     if isinstance(feature, List) and getattr(feature.feature, "dtype", "").startswith("float"):
         return MULTI_LABEL
-    raise ValueError(f"Expected `labels` as a ClassLabel (single-label) or a list of floats (multi-label); found "
-                     f"{feature}.")
+    raise ValueError(f"The train split's `labels`: expected a ClassLabel (single-label) or a list of floats "
+                     f"(multi-label); found {feature}.")
 
 
 def label_subset(train: Dataset, label_fraction: int, seed: int) -> Dataset:

@@ -62,7 +62,7 @@ def whole_word_mask(
         raise ValueError(f"input_ids: expected the shape (batch, length); found {tuple(ids.shape)}.")
     if isinstance(generator, (list, tuple)):
         if len(generator) != ids.shape[0]:
-            raise ValueError(f"expected one generator per row ({ids.shape[0]}); found {len(generator)}")
+            raise ValueError(f"generator: expected one per row of input_ids ({ids.shape[0]}); found {len(generator)}.")
         draws = torch.stack([torch.rand(ids.shape[1], generator=g) for g in generator]) < probability
     else:
         draws = torch.rand(ids.shape, generator=generator) < probability
@@ -142,7 +142,7 @@ class DataCollatorForMRM:
         kept = [e for e in examples if not ("pixel_values" in e and e["pixel_values"] is None)]
         if not kept:
             raise ValueError(
-                f"expected at least one readable image in the batch; all {len(examples)} were skipped as unreadable "
+                f"The batch: expected at least one readable image; found all {len(examples)} skipped as unreadable "
                 "(see the warnings naming them)."
             )
         examples = kept
@@ -166,15 +166,15 @@ class DataCollatorForMRM:
         if "pixel_values" in examples[0]:
             for position, example in enumerate(examples):
                 if "pixel_values" not in example:
-                    where = _where(example, position)
-                    raise ValueError(f"expected `pixel_values` in every example; found none in {where}.")
+                    raise ValueError(f"{_where(example, position)}: expected `pixel_values`, as the first example "
+                                     "has; found none.")
             batch["pixel_values"] = torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])
             finite = torch.isfinite(batch["pixel_values"]).flatten(1).all(1)
             if not finite.all():
                 position = int((~finite).nonzero()[0])
                 raise ValueError(
-                    "expected finite `pixel_values`; found NaN or infinite values in "
-                    f"{_where(examples[position], position)}."
+                    f"{_where(examples[position], position)}: expected finite `pixel_values`; found NaN or infinite "
+                    "values."
                 )
         if "decoded_images" in examples[0]:  # --augment_on_device: augmented later, on the device
             batch.update(collate_images(examples))
@@ -193,8 +193,8 @@ class DataCollatorForMRM:
             for position, example in enumerate(examples):
                 if not isinstance(example.get(key), str):
                     raise TypeError(
-                        f"expected `{key}` as a str in every example; found {type(example.get(key)).__name__} in "
-                        f"{_where(example, position)}."
+                        f"{_where(example, position)}: expected `{key}` as a str; found "
+                        f"{type(example.get(key)).__name__}."
                     )
             encoded = self.tokenizer(
                 [e[key] for e in examples],
@@ -210,7 +210,7 @@ class DataCollatorForMRM:
         attention_mask = torch.zeros_like(input_ids)
         for row, example in enumerate(examples):
             if example.get("input_ids") is None:
-                raise ValueError(f"expected `input_ids` in every example; found none in {_where(example, row)}.")
+                raise ValueError(f"{_where(example, row)}: expected `input_ids`; found none.")
             ids = torch.as_tensor(example["input_ids"], dtype=torch.long).flatten()[: self.max_length]
             given = example.get("attention_mask")
             input_ids[row, : len(ids)] = ids
@@ -221,8 +221,8 @@ class DataCollatorForMRM:
         if outside.any():
             row, column = (int(i) for i in outside.nonzero()[0])
             raise ValueError(
-                f"expected `input_ids` in the tokenizer's vocabulary (0 to {len(self._is_continuation) - 1}); found "
-                f"{int(input_ids[row, column])} at position {column} of {_where(examples[row], row)}."
+                f"{_where(examples[row], row)}, position {column}: expected `input_ids` in the tokenizer's vocabulary "
+                f"(0 to {len(self._is_continuation) - 1}); found {int(input_ids[row, column])}."
             )
         return input_ids, attention_mask
 
@@ -230,7 +230,7 @@ class DataCollatorForMRM:
 def _where(example: dict, position: int) -> str:
     """Which example of a batch: its position, and its sample index when it carries one."""
     index = example.get(SAMPLE_INDEX)
-    return f"the example at position {position} of the batch" + ("" if index is None else f" (sample {index})")
+    return f"The example at position {position} of the batch" + ("" if index is None else f" (sample {index})")
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -257,7 +257,7 @@ class ImageCollator:
         # Unreadable images the transform skipped; --augment_on_device batches carry `decoded_images` instead.
         kept = [e for e in examples if not ("pixel_values" in e and e["pixel_values"] is None)]
         if not kept:
-            raise ValueError(f"expected at least one readable image in the batch; all {len(examples)} were skipped.")
+            raise ValueError(f"The batch: expected at least one readable image; found all {len(examples)} skipped.")
         return collate_images(kept)
 
 

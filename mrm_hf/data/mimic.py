@@ -61,7 +61,7 @@ from datasets.exceptions import DatasetGenerationError
 from PIL import Image as PILImage
 
 from ..image_processing_mrm import IMAGE_CHECKS, image_problem
-from ..utils import check_choice
+from ..utils import check_choice, check_columns
 from .reports import ReportPolicy, check_report_policy, report_text
 from .skips import Skips
 
@@ -107,7 +107,7 @@ class RecordError(ValueError):
 def _require(path: Path, what: str) -> Path:
     """`path`, or a FileNotFoundError that says what was expected there."""
     if not path.exists():
-        raise FileNotFoundError(f"Expected {what} at {path}; it does not exist.")
+        raise FileNotFoundError(f"{path}: expected {what}; found no such file or folder.")
     return path
 
 
@@ -140,8 +140,8 @@ def _find_reports(root: Path, reports: str | os.PathLike | None) -> Path:
     if next((root / "files").glob("p*/p*/s*.txt"), None) is not None:
         return root / "files"
     raise FileNotFoundError(
-        f"No MIMIC-CXR reports found: expected {root / REPORTS_ZIP}, {root / REPORTS_DIR / 'files'}/ or report files "
-        f"{root / 'files'}/pXX/pXXXXXXXX/sXXXXXXXX.txt; pass `reports=` to point elsewhere."
+        f"{root}: expected the MIMIC-CXR reports, as {REPORTS_ZIP}, {REPORTS_DIR}/files/ or report files "
+        f"files/pXX/pXXXXXXXX/sXXXXXXXX.txt; found none of them. Pass `reports=` to point elsewhere."
     )
 
 
@@ -186,10 +186,7 @@ class _Reports:
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     """The CSV's `columns`, failing with the columns found if any is absent."""
-    found = pd.read_csv(path, nrows=0).columns.tolist()
-    missing = [column for column in columns if column not in found]
-    if missing:
-        raise ValueError(f"{path}: expected the columns {columns}; {missing} are missing (found {found}).")
+    check_columns(path, columns, pd.read_csv(path, nrows=0).columns.tolist())
     return pd.read_csv(path, usecols=columns, dtype={"dicom_id": str, "split": str, "ViewPosition": str})
 
 

@@ -143,7 +143,7 @@ def prepare_records(
         return load_from_disk(str(output_dir))
     for name, split in records.items():
         if "image" not in split.column_names:
-            raise ValueError(f"expected an `image` column in the {name!r} split; found {split.column_names}")
+            raise ValueError(f"The {name!r} split: expected an `image` column; found {split.column_names}.")
         if isinstance(split.features["image"], Image) and split.features["image"].decode:
             records[name] = split.cast_column("image", Image(decode=False))
     options = {

@@ -35,7 +35,7 @@ class SeededDraws:
 
     def __init__(self, seed: int | None, epoch: int = 0):
         if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"expected an integer seed or None; found {seed!r}")
+            raise TypeError(f"SeededDraws seed: expected an integer or None; found {seed!r}.")
         self.seed = None if seed is None else int(seed)
         self.epoch = int(epoch)
         self._streams = {}
@@ -57,7 +57,7 @@ class SeededDraws:
             return self.stream(purpose)
         index = int(index)
         if index < 0:
-            raise ValueError(f"expected a sample index >= 0; found {index}")
+            raise ValueError(f"SeededDraws.for_sample({purpose!r}): expected a sample index >= 0; found {index}.")
         return torch.Generator().manual_seed(self._seed_for(purpose, index))
 
     def for_samples(self, indices, purpose: str) -> list | torch.Generator | None:

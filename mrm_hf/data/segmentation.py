@@ -69,9 +69,9 @@ def rle_decode(rle: str, height: int, width: int, encoding: str = "relative", na
     try:
         numbers = [int(token) for token in text.split()]
     except ValueError:
-        raise ValueError(f"Expected integers in the RLE of {name}; found {text[:60]!r}.") from None
+        raise ValueError(f"The RLE of {name}: expected integers; found {text[:60]!r}.") from None
     if len(numbers) % 2 or any(n < 0 for n in numbers):
-        raise ValueError(f"Expected (start, length) pairs of non-negative integers in the RLE of {name}; found "
+        raise ValueError(f"The RLE of {name}: expected (start, length) pairs of non-negative integers; found "
                          f"{len(numbers)} numbers.")
     position = 0
     for start, length in zip(numbers[0::2], numbers[1::2]):
@@ -106,20 +106,20 @@ def read_rle_csv(path: str | os.PathLike, strict: bool = False) -> dict[str, lis
     """SIIM's `ImageId, EncodedPixels` CSV as {image id: its RLE strings} (several rows for several regions)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Expected the RLE CSV at {path}; it does not exist.")
+        raise FileNotFoundError(f"{path}: expected the RLE CSV; found no such file.")
     rles: dict[str, list[str]] = {}
     malformed, total = Skips(path, strict, ValueError, what="lines", kind="malformed"), 0
     with open(path, newline="", encoding="utf-8") as file:
         reader = csv.reader(file)
         header = [column.strip() for column in next(reader, [])]
         if "ImageId" not in header or "EncodedPixels" not in header:
-            raise ValueError(f"Expected the columns ImageId and EncodedPixels in {path}; found {header}.")
+            raise ValueError(f"{path}: expected the columns ImageId and EncodedPixels; found {header}.")
         id_column, rle_column = header.index("ImageId"), header.index("EncodedPixels")
         for row in reader:
             total += 1
             if len(row) != len(header) or not row[id_column].strip():
-                reason = f"expected {len(header)} fields and an ImageId, found {len(row)} fields"
-                malformed.skip(f"line {reader.line_num}", reason, repr(",".join(row)))
+                malformed.skip(f"line {reader.line_num}", detail=repr(",".join(row)),
+                               expected=f"{len(header)} fields and an ImageId", found=f"{len(row)} fields")
                 continue
             rles.setdefault(row[id_column].strip(), []).append(row[rle_column].strip())
     malformed.finish(total)
@@ -135,7 +135,7 @@ def read_pair(row: dict, rle_encoding: str = "relative") -> tuple[Image.Image, n
     if row["mask_path"]:
         mask = load_mask(row["mask_path"])
         if mask.shape != (image.height, image.width):
-            raise ValueError(f"Expected the mask {row['mask_path']} at its image's size {image.width}x{image.height} "
+            raise ValueError(f"{row['mask_path']}: expected its image's size {image.width}x{image.height} "
                              f"({row['image_path']}); found {mask.shape[1]}x{mask.shape[0]}.")
     else:
         mask = np.zeros((image.height, image.width), dtype=np.uint8)
@@ -149,7 +149,7 @@ def read_pair(row: dict, rle_encoding: str = "relative") -> tuple[Image.Image, n
 
 def _skipped(source: str, reason: str, names: list[str], total: int, strict: bool):
     """Raise (strict, or nothing left) or warn once about the rows of `source` left out for `reason`."""
-    left_out(names, total, f"rows of {source} {reason}", strict, ValueError)
+    left_out(source, names, total, f"rows of {source} {reason}", strict, ValueError)
 
 
 def _check_sizes(rows: list[dict], source: str, strict: bool) -> list[dict]:
@@ -255,13 +255,13 @@ def load_segmentation_csv(
             continue
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"Expected the {split} CSV at {path}; it does not exist.")
+            raise FileNotFoundError(f"{path}: expected the {split} CSV; found no such file.")
         with open(path, newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
             found = reader.fieldnames or []
             if image_column not in found or mask_column not in found:
-                raise ValueError(f"Expected the columns {image_column!r} and {mask_column!r} in {path}; found "
-                                 f"{found}. Pass --image_column/--mask_column.")
+                raise ValueError(f"{path}: expected the columns {image_column!r} and {mask_column!r}; found {found}. "
+                                 "Pass --image_column/--mask_column.")
             entries = [(row[image_column], row[mask_column]) for row in reader]
         rows, missing_images, missing_masks = [], [], []
         for image, mask in entries:

@@ -51,16 +51,21 @@ class Skips:
         self.item = what.removesuffix("s")  # one record, line or image
         self.skipped: list[tuple[str, str, str]] = []  # (place, reason, detail)
 
-    def skip(self, place: str, reason: str, detail: str = "") -> None:
-        """Leave out the record at `place` for `reason` (`detail`: its text or file); in strict mode, raise."""
+    def skip(self, place: str, reason: str | None = None, detail: str = "", *, expected: str | None = None,
+             found: str | None = None) -> None:
+        """Leave out the record at `place` (`detail`: its text or file) for `reason`, a category ("missing image") or a
+        short sentence ("label '11' is not 0 or 1"), or for holding not what `expected` says but what `found` says
+        ("a name and 2 labels", "3 fields"). In strict mode, raise `<source>, <place>: expected ...; found ...`."""
+        if reason is None:
+            reason = f"expected {expected}" + (f", found {found}" if found is not None else "")
         if self.strict:
-            if reason.startswith("expected") and ", found " in reason:  # "expected a name and 2 labels, found 3 fields"
-                found = reason.replace(", found ", "; found ", 1) + (f" ({detail})" if detail else "")
-            elif reason.startswith("expected"):  # "expected a patientId and a 0/1 Target"
-                found = reason + (f"; found {detail}" if detail else "")
-            else:  # a category ("missing image") or a short sentence ("label '11' is not 0 or 1")
-                found = f"expected a usable {self.item}; found " + (f"{detail} ({reason})" if detail else reason)
-            raise self.error(f"{self.source}, {place}: {found}.")
+            if expected is None:
+                expected, found = f"a usable {self.item}", f"{detail} ({reason})" if detail else reason
+            elif found is None:
+                found = detail
+            elif detail:
+                found = f"{found} ({detail})"
+            raise self.error(f"{self.source}, {place}: expected {expected}; found {found}.")
         self.skipped.append((place, reason, detail))
 
     def finish(self, total: int) -> None:
@@ -84,18 +89,18 @@ class Skips:
             )
 
 
-def left_out(names: list[str], total: int, description: str, strict: bool, error: type[Exception],
+def left_out(where: str, names: list[str], total: int, description: str, strict: bool, error: type[Exception],
              hint_if_all: str = "") -> None:
     """Report `names`, left out of `total` for the reason `description` gives ("images named in X are not under Y"):
-    raise `error` in strict mode or when all are, adding `hint_if_all` then; else warn once."""
+    raise `error`, naming `where`, in strict mode or when all are, adding `hint_if_all` then; else warn once."""
     if not names:
         return
     shown = ", ".join(names[:EXAMPLES]) + (", ..." if len(names) > EXAMPLES else "")
     message = f"{len(names)} of {total} {description} (e.g. {shown})"
     if strict:
-        raise error(f"Expected none left out (strict); found {message}.")
+        raise error(f"{where}: expected none left out (strict); found {message}.")
     if len(names) == total:
-        raise error(f"Expected at least one usable; found {message}{hint_if_all or '.'}")
+        raise error(f"{where}: expected at least one usable; found {message}{hint_if_all or '.'}")
     _warn(f"{message}; they are left out. Pass strict=True to raise instead.", stacklevel=3)
 
 

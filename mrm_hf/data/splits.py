@@ -45,7 +45,7 @@ def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = Fal
     """The (name, 0/1 labels) entries of a published split list: one `name label_1 ... label_C` line per image."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Expected a split list at {path}; it does not exist.")
+        raise FileNotFoundError(f"{path}: expected a split list; found no such file.")
     entries, malformed, total = [], malformed_lines(path, strict), 0
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
@@ -54,8 +54,8 @@ def read_split_list(path: str | os.PathLike, num_labels: int, strict: bool = Fal
                 continue
             total += 1
             if len(fields) != 1 + num_labels:
-                reason = f"expected a name and {num_labels} labels, found {len(fields)} fields"
-                malformed.skip(f"line {number}", reason, repr(line.strip()))
+                malformed.skip(f"line {number}", detail=repr(line.strip()), expected=f"a name and {num_labels} labels",
+                               found=f"{len(fields)} fields")
                 continue
             labels = list(map(_BINARY.get, fields[1:]))
             if None in labels:
@@ -73,7 +73,7 @@ def split_folder(split_dir: str | os.PathLike, folder: str) -> Path:
     """The dataset's folder of split lists: `split_dir/folder` when it exists, else `split_dir` itself."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"Expected the folder of published split lists at {split_dir}; it does not exist.")
+        raise FileNotFoundError(f"{split_dir}: expected the folder of published split lists; found no such folder.")
     return split_dir / folder if (split_dir / folder).is_dir() else split_dir
 
 
@@ -81,7 +81,7 @@ def list_file(folder: Path, name: str, hint: str = "") -> Path:
     path = folder / name
     if not path.is_file():
         found = sorted(p.name for p in folder.glob("*.txt"))
-        raise FileNotFoundError(f"Expected the split list {path}; it does not exist (found {found}).{hint}")
+        raise FileNotFoundError(f"{path}: expected a split list; found no such file (the folder holds {found}).{hint}")
     return path
 
 
@@ -101,7 +101,7 @@ class ImageIndex:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"Expected the image folder {self.root}; it does not exist.")
+            raise FileNotFoundError(f"{self.root}: expected the image folder; found no such folder.")
         self.by_name: dict[str, list[tuple[str, ...]]] = {}
         seen = set()
         for folder, subfolders, files in os.walk(self.root, followlinks=True):
@@ -134,7 +134,7 @@ class ImageIndex:
 def missing_images(source: str, data_dir: str, missing: list[str], total: int, strict: bool):
     """Raise (strict, or nothing found) or warn about the listed images that are not on disk."""
     description = f"images named in {source} are not under {data_dir}"
-    left_out(missing, total, description, strict, FileNotFoundError, "; is `data_dir` right?")
+    left_out(source, missing, total, description, strict, FileNotFoundError, "; is `data_dir` right?")
 
 
 __all__ = [
