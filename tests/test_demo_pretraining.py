@@ -31,11 +31,10 @@ def held_out_report_losses(output_dir: Path, num_records: int = 256) -> dict[str
     batch = collator([records[i] for i in range(num_records)])
     noise = torch.rand(num_records, model.config.num_patches, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        latent = model.image_encoder(model.downsample(batch["pixel_values"]), noise=noise).last_hidden_state
-        feature = model.fusion(latent)
+        feature = model.get_image_features(batch["pixel_values"], noise=noise).pooler_output
 
         def report_loss(image_feature):
-            logits = model.report_branch(batch["input_ids"], image_feature, batch["attention_mask"])
+            logits = model.get_report_logits(batch["input_ids"], image_feature, batch["attention_mask"])
             labelled = batch["labels"] != -100
             return F.cross_entropy(logits[labelled], batch["labels"][labelled]).item()
 
