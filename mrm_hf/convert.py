@@ -155,8 +155,8 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             if not (mmap and "mmap" in str(caught)):
                 break
     raise ConversionError(
-        f"Could not read {path}: {_load_failure(path, error)}. Expected a checkpoint written by torch.save "
-        "(.pth, .pt, .bin) or a .safetensors file."
+        f"{path}: expected a checkpoint written by torch.save (.pth, .pt, .bin) or a .safetensors file; found an "
+        f"unreadable file ({_load_failure(path, error)})."
     ) from error
 
 
@@ -259,7 +259,7 @@ def _unplaced(keys: list[str]) -> str:
 def _convert(state_dict: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The renamed state dict, and the source keys that have no place in it."""
     if kind not in KINDS:
-        raise ConversionError(f"Unknown checkpoint kind {kind!r}; expected one of {KINDS}.")
+        raise ConversionError(f"kind: expected one of {KINDS}; found {kind!r}.")
     encoder_prefix = "image_encoder." if kind in ("pretraining", "classifier") else ""
     converted, used = {}, set()
 
@@ -480,7 +480,7 @@ def read_config(path: str | Path) -> MRMConfig:
             f"--config {path}: expected a JSON object of MRMConfig fields; found a {type(values).__name__}."
         )
     if values.get("model_type", "mrm") != "mrm":
-        raise ConversionError(f"--config {path} has model_type {values['model_type']!r}; expected 'mrm'.")
+        raise ConversionError(f"--config {path}: expected model_type 'mrm'; found model_type {values['model_type']!r}.")
     known = set(MRMConfig().to_dict()) | CONFIG_FILE_KEYS
     unknown = sorted(set(values) - known)
     if unknown:

@@ -89,7 +89,8 @@ def attention_rollout(model, pixel_values: torch.Tensor) -> torch.Tensor:
     attentions = model(pixel_values=pixel_values, output_attentions=True).attentions
     model.train(was_training)
     if not attentions:
-        raise ValueError("attention_rollout: expected the encoder's attention weights; the model returned none.")
+        raise ValueError("attention_rollout: expected the encoder's attention weights; found none in the model's "
+                         "output.")
     tokens = attentions[0].shape[-1]
     rollout = torch.eye(tokens, dtype=torch.float32).expand(pixel_values.shape[0], -1, -1)
     for attention in attentions:

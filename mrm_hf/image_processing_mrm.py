@@ -146,13 +146,13 @@ def _read_dicom(source, name: str) -> np.ndarray:
 
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
-        raise ValueError(f"expected a single-frame radiograph in {name}; found {frames} frames")
+        raise ValueError(f"{name}: expected a single-frame radiograph; found {frames} frames.")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric.startswith(("RGB", "YBR")):
         # pydicom already converted YBR to RGB.
         return _luminance(pixels.astype(np.float64) / (2 ** int(ds.BitsStored) - 1))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ValueError(f"expected a MONOCHROME1, MONOCHROME2 or RGB DICOM in {name}; found {photometric}")
+        raise ValueError(f"{name}: expected a MONOCHROME1, MONOCHROME2 or RGB DICOM; found {photometric}.")
 
     values = apply_modality_lut(pixels, ds).astype(np.float64)
     low, high = _dicom_window_range(ds, apply_voi_lut)
@@ -190,7 +190,7 @@ def _unpack(source) -> tuple[str, "bytes | str"]:
         name = source.get("path") or "<bytes>"
         source = source["bytes"] if source.get("bytes") is not None else source.get("path")
         if source is None:
-            raise ValueError("expected an image dict with 'bytes' or 'path'; found neither")
+            raise ValueError("image dict: expected a 'bytes' or 'path' value; found neither.")
         return name, source if isinstance(source, bytes) else os.fspath(source)
     if isinstance(source, bytes):
         return "<bytes>", source
@@ -320,11 +320,11 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 def check_shape(height: int, width: int, name: str) -> None:
     """Refuse empty images and absurd aspect ratios before anything is decoded or resized."""
     if height <= 0 or width <= 0:
-        raise ValueError(f"expected a non-empty image; found the size {width}x{height} in {name}")
+        raise ValueError(f"{name}: expected a non-empty image; found the size {width}x{height}.")
     if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
         raise ValueError(
-            f"expected a radiograph with an aspect ratio of at most {MAX_ASPECT_RATIO}:1; found {width}x{height} px "
-            f"in {name}"
+            f"{name}: expected a radiograph with an aspect ratio of at most {MAX_ASPECT_RATIO}:1; found "
+            f"{width}x{height} px."
         )
 
 
@@ -342,28 +342,30 @@ def _scale_sixteen_bit(values: np.ndarray, bits_stored: int | None, name: str = 
             )
         return values.astype(np.float32) / 65535.0
     if not 1 <= bits_stored <= 16:
-        raise ValueError(f"expected bits_stored between 1 and 16; found {bits_stored}")
+        raise ValueError(f"bits_stored: expected a depth between 1 and 16; found {bits_stored}.")
     limit = 2**bits_stored - 1
     if top > limit:
-        raise ValueError(f"expected values of at most {limit} (bits_stored={bits_stored}); found {top} in {name}")
+        raise ValueError(f"{name}: expected values of at most {limit} (bits_stored={bits_stored}); found {top}.")
     return values.astype(np.float32) / limit
 
 
-def _scale_by_depth(values: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
+def _scale_by_depth(values: np.ndarray, bits_stored: int | None, name: str) -> np.ndarray:
     """Pixel values as float32 in [0, 1]: 8-bit /255, 16-bit /65535 (or by `bits_stored`), bool as 0/1, float
-    checked to lie in [0, 1]."""
+    checked to lie in [0, 1]; errors name `name`."""
     if values.dtype == np.uint8:
         return values.astype(np.float32) / 255.0
     if values.dtype == np.uint16:
-        return _scale_sixteen_bit(values, bits_stored)
+        return _scale_sixteen_bit(values, bits_stored, name)
     if values.dtype == np.bool_:
         return values.astype(np.float32)
     if np.issubdtype(values.dtype, np.floating):
         low, high = float(np.min(values)), float(np.max(values))
         if not (0.0 <= low and high <= 1.0):
-            raise ValueError(f"expected float pixel values in [0, 1]; found the range [{low}, {high}]")
+            raise ValueError(f"{name}: expected float pixel values in [0, 1]; found the range [{low}, {high}].")
         return values.astype(np.float32)
-    raise ValueError(f"expected pixel values of dtype uint8, uint16, bool or float in [0, 1]; found {values.dtype}")
+    raise ValueError(
+        f"{name}: expected pixel values of dtype uint8, uint16, bool or float in [0, 1]; found {values.dtype}."
+    )
 
 
 def _pil_to_gray(image: Image.Image, bits_stored: int | None = None) -> np.ndarray:
@@ -382,24 +384,29 @@ def _pil_to_gray(image: Image.Image, bits_stored: int | None = None) -> np.ndarr
         values = np.asarray(image)
         low, high = int(values.min()), int(values.max())
         if low < 0 or high > 65535:
-            raise ValueError(f"expected mode 'I' values in the 16-bit range [0, 65535]; found [{low}, {high}]")
+            raise ValueError(f"{name}: expected mode 'I' values in the 16-bit range [0, 65535]; found [{low}, {high}].")
         return _scale_sixteen_bit(values.astype(np.uint16), bits_stored, name)
     if mode == "F":
-        return _scale_by_depth(np.asarray(image, dtype=np.float32))
+        return _scale_by_depth(np.asarray(image, dtype=np.float32), None, name)
     if mode in ("P", "PA"):
         image = image.convert("RGBA")
     if mode in _EIGHT_BIT_MODES:
         return np.asarray(image.convert("L")).astype(np.float32) / 255.0
-    raise ValueError(f"expected a PIL image of mode {sorted(_EIGHT_BIT_MODES | _SIXTEEN_BIT_MODES | {'I', 'F'})}; "
-                     f"found {mode!r}")
+    modes = sorted(_EIGHT_BIT_MODES | _SIXTEEN_BIT_MODES | {"I", "F"})
+    raise ValueError(f"{name}: expected a PIL image of mode {modes}; found {mode!r}.")
 
 
 def _array_to_gray(
-    values: np.ndarray, input_data_format=None, channels_first_if_ambiguous=False, bits_stored: int | None = None
+    values: np.ndarray,
+    input_data_format=None,
+    channels_first_if_ambiguous=False,
+    bits_stored: int | None = None,
+    name: str = "the array",
 ) -> np.ndarray:
-    """An (H, W), (H, W, C) or (C, H, W) array, C in {1, 3, 4}, as one float32 channel in [0, 1]."""
+    """An (H, W), (H, W, C) or (C, H, W) array, C in {1, 3, 4}, as one float32 channel in [0, 1]; errors name
+    `name`."""
     if values.size == 0:
-        raise ValueError(f"expected a non-empty image; found the shape {values.shape}")
+        raise ValueError(f"{name}: expected a non-empty image; found the shape {values.shape}.")
     if values.ndim == 3:
         first, last = values.shape[0] in (1, 3, 4), values.shape[-1] in (1, 3, 4)
         if input_data_format is not None:
@@ -407,7 +414,9 @@ def _array_to_gray(
         elif first or last:
             channels_first = first and (channels_first_if_ambiguous or not last)
         else:
-            raise ValueError(f"expected (H, W), (H, W, C) or (C, H, W), C in 1, 3, 4; found the shape {values.shape}")
+            raise ValueError(
+                f"{name}: expected the shape (H, W), (H, W, C) or (C, H, W), C in 1, 3, 4; found {values.shape}."
+            )
         if channels_first:
             values = np.moveaxis(values, 0, -1)
         if values.shape[-1] == 1:
@@ -415,16 +424,16 @@ def _array_to_gray(
         elif values.shape[-1] in (3, 4):
             values = values[..., :3]
         else:
-            raise ValueError(f"expected 1, 3 or 4 channels; found the shape {values.shape}")
+            raise ValueError(f"{name}: expected 1, 3 or 4 channels; found the shape {values.shape}.")
     elif values.ndim != 2:
-        raise ValueError(f"expected one image of 2 or 3 dimensions; found the shape {values.shape}")
-    check_shape(values.shape[0], values.shape[1], "the array")
+        raise ValueError(f"{name}: expected one image of 2 or 3 dimensions; found the shape {values.shape}.")
+    check_shape(values.shape[0], values.shape[1], name)
     if values.ndim == 2:
-        return _scale_by_depth(values, bits_stored)
+        return _scale_by_depth(values, bits_stored, name)
     if values.dtype == np.uint8:
         # PIL's integer conversion, exactly as the published Grayscale(3) on 8-bit images.
         return _pil_to_gray(Image.fromarray(np.ascontiguousarray(values)))
-    return _luminance(_scale_by_depth(values, bits_stored))
+    return _luminance(_scale_by_depth(values, bits_stored, name))
 
 
 def to_grayscale(image, input_data_format=None, bits_stored: int | None = None) -> np.ndarray:
@@ -440,12 +449,13 @@ def to_grayscale(image, input_data_format=None, bits_stored: int | None = None) 
             image = image.float()
         # Tensors are (C, H, W) by torchvision's convention, arrays (H, W, C) by PIL's.
         return _array_to_gray(
-            image.numpy(), input_data_format, channels_first_if_ambiguous=True, bits_stored=bits_stored
+            image.numpy(), input_data_format, channels_first_if_ambiguous=True, bits_stored=bits_stored,
+            name="the tensor",
         )
     if isinstance(image, np.ndarray):
         return _array_to_gray(image, input_data_format, bits_stored=bits_stored)
-    raise TypeError(f"expected a PIL image, numpy array, torch tensor, path, bytes, image dict or pydicom Dataset; found "
-                    f"{type(image)}")
+    raise TypeError(f"image: expected a PIL image, numpy array, torch tensor, path, bytes, image dict or pydicom "
+                    f"Dataset; found {type(image)}.")
 
 
 def load_radiograph(source, bits_stored: int | None = None) -> Image.Image:
@@ -503,17 +513,17 @@ def load_mask(source, name: str | None = None) -> np.ndarray:
         mask = np.asarray(source)
     if mask.ndim == 3:
         if not (mask == mask[..., :1]).all():
-            raise ValueError(f"Expected a one-channel binary mask; {name} has {mask.shape[-1]} differing channels.")
+            raise ValueError(f"{name}: expected a one-channel binary mask; found {mask.shape[-1]} differing channels.")
         mask = mask[..., 0]
     if mask.ndim != 2:
-        raise ValueError(f"Expected a 2-D mask; {name} has the shape {mask.shape}.")
+        raise ValueError(f"{name}: expected a 2-D mask; found the shape {mask.shape}.")
     values = set(np.unique(mask).tolist())
     if values <= {0, 1}:
         return mask.astype(np.uint8)
     if values <= {0, 255}:
         return (mask == 255).astype(np.uint8)
     shown = sorted(values)[:10]
-    raise ValueError(f"Expected a binary mask with the values 0/1 or 0/255; {name} has the values {shown}"
+    raise ValueError(f"{name}: expected a binary mask with the values 0/1 or 0/255; found the values {shown}"
                      f"{' ...' if len(values) > 10 else ''}.")
 
 
@@ -526,11 +536,12 @@ def _output_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
         new_long = int(size.shortest_edge * long / short)
         if new_long * size.shortest_edge > Image.MAX_IMAGE_PIXELS:
             raise ValueError(
-                f"expected a resized image of at most {Image.MAX_IMAGE_PIXELS} pixels (PIL's MAX_IMAGE_PIXELS); a "
-                f"{width}x{height} image with its short side at {size.shortest_edge} would have {new_long} as long side"
+                f"size (shortest_edge={size.shortest_edge}): expected a resized image of at most "
+                f"{Image.MAX_IMAGE_PIXELS} pixels (PIL's MAX_IMAGE_PIXELS); found a {width}x{height} image, whose "
+                f"long side would become {new_long}."
             )
         return (size.shortest_edge, new_long) if height <= width else (new_long, size.shortest_edge)
-    raise ValueError(f"expected size with keys (height, width) or (shortest_edge); found {dict(size)}")
+    raise ValueError(f"size: expected the keys (height, width) or (shortest_edge); found {dict(size)}.")
 
 
 class MRMImageProcessorKwargs(ImagesKwargs, total=False):
@@ -626,13 +637,16 @@ class MRMImageProcessor(PilBackend):
             return features
         masks = segmentation_maps if isinstance(segmentation_maps, (list, tuple)) else [segmentation_maps]
         if len(masks) != len(images):
-            raise ValueError(f"Expected one mask per image; found {len(images)} images and {len(masks)} masks.")
+            raise ValueError(
+                f"segmentation_maps: expected one mask per image; found {len(images)} images and {len(masks)} masks."
+            )
         labels = []
         for index, (image, mask) in enumerate(zip(images, masks)):
-            mask = load_mask(mask, None if isinstance(mask, (str, os.PathLike)) else f"mask {index}")
+            name = str(mask) if isinstance(mask, (str, os.PathLike)) else f"segmentation_maps[{index}]"
+            mask = load_mask(mask, name)
             if mask.shape != image.shape[-2:]:
                 raise ValueError(
-                    f"Expected mask {index} at its image's size (height, width) {tuple(image.shape[-2:])}; found "
+                    f"{name}: expected a mask at its image's size (height, width) {tuple(image.shape[-2:])}; found "
                     f"{mask.shape}."
                 )
             label = mask.astype(np.float32)
@@ -654,7 +668,9 @@ class MRMImageProcessor(PilBackend):
         """
         logits = outputs.logits
         if target_sizes is not None and len(target_sizes) != len(logits):
-            raise ValueError(f"Expected one target size per image; found {len(target_sizes)} for {len(logits)}.")
+            raise ValueError(
+                f"target_sizes: expected one size per image; found {len(target_sizes)} for {len(logits)} images."
+            )
         results = []
         for index, image_logits in enumerate(logits):
             if target_sizes is not None:
@@ -687,7 +703,7 @@ class MRMImageProcessor(PilBackend):
         if isinstance(images, (list, tuple)):
             flat = [image for item in images for image in self._prepare_images_structure(item)]
             if not flat:
-                raise ValueError("expected at least one image; found an empty list")
+                raise ValueError("images: expected at least one image; found an empty list.")
             return flat
         if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
             return list(images)
@@ -710,7 +726,7 @@ class MRMImageProcessor(PilBackend):
     def center_crop(self, image: np.ndarray, size: SizeDict, **kwargs) -> np.ndarray:
         """torchvision's CenterCrop of a (C, H, W) array."""
         if size.height is None or size.width is None:
-            raise ValueError(f"expected crop_size with keys (height, width); found {dict(size)}")
+            raise ValueError(f"crop_size: expected the keys (height, width); found {dict(size)}.")
         return np.stack([center_crop_grayscale(channel, (size.height, size.width)) for channel in image])
 
     def _preprocess(
@@ -732,8 +748,8 @@ class MRMImageProcessor(PilBackend):
     ) -> BatchFeature:
         """Resize, crop, replicate to 3 channels and normalise grayscale (1, H, W) images in [0, 1]."""
         if do_rescale:
-            raise ValueError("expected do_rescale=False: MRMImageProcessor scales pixels by their bit depth when it "
-                             "reads them; found do_rescale=True")
+            raise ValueError("do_rescale: expected False (MRMImageProcessor scales pixels by their bit depth when it "
+                             "reads them); found True.")
         processed = []
         for image in images:
             if do_resize:
@@ -753,7 +769,9 @@ class MRMImageProcessor(PilBackend):
         float32 pixel values: the last two steps of `preprocess` only, channels replicated and (with do_normalize)
         normalised, on the tensor's own device. The training transforms and the on-device augmentation end here."""
         if grays.dim() != 3:
-            raise ValueError(f"expected grayscale crops of shape (N, H, W); found the shape {tuple(grays.shape)}")
+            raise ValueError(
+                f"grays: expected grayscale crops of shape (N, H, W); found the shape {tuple(grays.shape)}."
+            )
         values = grays.float() / 255.0 if grays.dtype == torch.uint8 else grays.float()
         if not self.do_normalize:
             return values.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
@@ -768,10 +786,11 @@ def _refuse_dicom_in_pil(fp, filename=None):
     """PIL cannot read DICOM, and transformers' stock image pipelines open paths with PIL (`load_image`) before any
     image processor sees them: say what reads the file rather than "cannot identify image file". Files that are not
     DICOM go on to PIL's other readers (SyntaxError is PIL's "not mine")."""
-    fp.seek(128)
-    if fp.read(4) != b"DICM":
-        raise SyntaxError("not a DICOM file")
     name = filename or "this file"
+    fp.seek(128)
+    marker = fp.read(4)
+    if marker != b"DICM":
+        raise SyntaxError(f"{name}: expected a DICOM file (b'DICM' at byte 128); found {marker!r}.")
     raise UnidentifiedImageError(
         f"{name}: expected an image PIL can read; found a DICOM file, which PIL (and so transformers' load_image, "
         "which its stock image pipelines call) cannot read. With mrm-hf installed (pip install \"mrm-hf[dicom]\"), "

@@ -35,7 +35,9 @@ def load_metric(name: str, **kwargs):
     path = METRIC_MODULES / name / f"{name}.py"
     if not path.is_file():
         shipped = sorted(p.name for p in METRIC_MODULES.iterdir() if (p / f"{p.name}.py").is_file())
-        raise ValueError(f"Expected a metric shipped in {METRIC_MODULES}, one of {shipped}; found no module {name!r}.")
+        raise ValueError(
+            f"metric {name!r}: expected one shipped in {METRIC_MODULES}, one of {shipped}; found no {name}/{name}.py."
+        )
     return evaluate.load(str(path), **kwargs)
 
 
@@ -77,7 +79,7 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
         if logits.ndim == 1:
             logits = logits[:, None]
         if logits.shape[-1] != len(class_names):
-            raise ValueError(f"Expected logits with {len(class_names)} columns for the classes {class_names}; found "
+            raise ValueError(f"logits: expected {len(class_names)} columns for the classes {class_names}; found "
                              f"the shape {logits.shape}.")
         if problem_type == "multi_label_classification":
             metrics = roc_auc.compute(
@@ -86,7 +88,9 @@ def make_compute_metrics(class_names: Sequence[str], problem_type: ProblemType) 
         else:
             labels = labels.reshape(-1).astype(np.int64)
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= logits.shape[1]:
-                raise ValueError(f"Expected class ids 0 .. {logits.shape[1] - 1}; found {np.unique(labels)[:10]}.")
+                raise ValueError(
+                    f"labels: expected class ids in [0, {logits.shape[1]}); found {np.unique(labels)[:10]}."
+                )
             scores, one_hot, columns = single_label_scores(logits, labels)
             metrics = roc_auc.compute(
                 predictions=scores[:, columns], references=one_hot[:, columns], class_names=class_names[columns]

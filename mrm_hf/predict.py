@@ -210,7 +210,7 @@ def load_model(folder: str, device: str, explain: bool, dtype: str = "float32"):
     architectures = config.architectures or []
     if config.model_type == "upernet":
         if explain:
-            raise ValueError(f"{folder}: --explain expected a classifier; found a segmentation model (UperNet), "
+            raise ValueError(f"--explain with {folder}: expected a classifier; found a segmentation model (UperNet), "
                              "whose masks and overlays are its explanation.")
         model = AutoModelForSemanticSegmentation.from_pretrained(folder, dtype=getattr(torch, dtype))
     elif config.model_type == "mrm" and "MRMForImageClassification" in architectures:

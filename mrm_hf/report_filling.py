@@ -121,13 +121,18 @@ class MRMReportFillMaskPipeline(Pipeline):
         else:
             images = image if isinstance(image, (list, tuple)) else [image] * len(report)
             if len(images) != len(report):
-                raise ValueError(f"Expected one image per report; found {len(images)} images and {len(report)} reports.")
+                raise ValueError(
+                    f"image, report: expected one image per report; found {len(images)} images and {len(report)} "
+                    "reports."
+                )
             inputs = [{"image": i, "report": r} for i, r in zip(images, report)]
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, inputs: dict) -> dict:
         if not isinstance(inputs, dict) or not {"image", "report"} <= set(inputs):
-            raise ValueError(f"Expected an image and a report, or a dict with 'image' and 'report'; found {inputs!r:.80}.")
+            raise ValueError(
+                f"inputs: expected an image and a report, or a dict with 'image' and 'report'; found {inputs!r:.80}."
+            )
         report, mask = inputs["report"], self.processor.tokenizer.mask_token
         if mask not in report:
             raise ValueError(f"The report: expected at least one {mask}; found no {mask} token to fill: "

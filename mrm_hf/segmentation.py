@@ -80,7 +80,7 @@ class UperNetWithPublishedLoss(modeling_mrm.UperNetForSemanticSegmentation):
         if labels is not None:
             labels = labels.to(logits.device).long()
             if labels.shape != (logits.shape[0], *size):
-                raise ValueError(f"Expected labels of shape (batch, height, width) = {(logits.shape[0], *size)}; "
+                raise ValueError(f"labels: expected the shape (batch, height, width) = {(logits.shape[0], *size)}; "
                                  f"found {tuple(labels.shape)}.")
             loss = published_loss(logits.float(), labels)
             if self.auxiliary_head is not None:
@@ -116,8 +116,8 @@ def build_segmentation_model(
     backbone, info = MRMBackbone.from_pretrained(model_name_or_path, config=backbone_config, output_loading_info=True)
     missing = [key for key in info["missing_keys"] if not key.startswith("neck.")]
     if missing:
-        raise ValueError(f"{model_name_or_path} lacks encoder weights: {missing[:10]}. Expected an MRM encoder, "
-                         "pre-training model or classifier checkpoint.")
+        raise ValueError(f"{model_name_or_path}: expected an MRM encoder, pre-training model or classifier checkpoint, "
+                         f"with every encoder weight; found none for {missing[:10]}.")
     config = MRMUperNetConfig(
         backbone_config=backbone.config,
         hidden_size=decoder_channels,

@@ -118,8 +118,8 @@ def load_encoder_or_classifier(checkpoint: str | Path):
     path = Path(checkpoint)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"--checkpoint {checkpoint}: expected an MRM folder with config.json (convert a published .pth first with "
-            "`python -m mrm_hf.convert --checkpoint FILE --output-dir FOLDER`)."
+            f"--checkpoint {checkpoint}: expected an MRM folder with config.json; found none there (convert a "
+            "published .pth first with `python -m mrm_hf.convert --checkpoint FILE --output-dir FOLDER`)."
         )
     config = load_mrm_config(path, where=f"--checkpoint {checkpoint}")
     classifier = any(name.endswith("ForImageClassification") for name in config.architectures or [])

@@ -112,7 +112,9 @@ class RandomResizedCrop:
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation="bilinear", generator=None):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
-            raise ValueError(f"expected scale and ratio as (min, max); found scale={scale}, ratio={ratio}")
+            raise ValueError(
+                f"RandomResizedCrop: expected scale and ratio as (min, max); found scale={scale}, ratio={ratio}."
+            )
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
         self.resample = _resample(interpolation)
@@ -245,7 +247,9 @@ class _TrainingTransform:
     def __call__(self, batch: dict) -> dict:
         """A batch dict (or one example) with `pixel_values` in place of the image column; other columns kept."""
         if self.image_column not in batch:
-            raise KeyError(f"expected an image column {self.image_column!r}; found the columns {sorted(batch)}")
+            raise KeyError(
+                f"batch: expected the image column {self.image_column!r}; found the columns {sorted(batch)}."
+            )
         images = batch[self.image_column]
         single = not isinstance(images, (list, tuple))
         indices = batch.get(SAMPLE_INDEX)
@@ -374,7 +378,9 @@ class DecodeTransform:
     def __call__(self, batch: dict) -> dict:
         """A batch dict (or one example) with `decoded_images` and `original_sizes` in place of the image column."""
         if self.image_column not in batch:
-            raise KeyError(f"expected an image column {self.image_column!r}; found the columns {sorted(batch)}")
+            raise KeyError(
+                f"batch: expected the image column {self.image_column!r}; found the columns {sorted(batch)}."
+            )
         images = batch[self.image_column]
         single = not isinstance(images, (list, tuple))
         decoded = [self.decode(image) for image in ([images] if single else images)]
@@ -472,10 +478,10 @@ class DeviceAugmentation:
             generator = self.draws.for_samples(None if indices is None else indices.tolist(), "crop")
         for key in ("decoded_images", "original_sizes"):
             if key not in batch:
-                raise KeyError(f"expected {key!r} in the batch (from DecodeTransform); found the keys {sorted(batch)}")
+                raise KeyError(f"batch: expected {key!r} (from DecodeTransform); found the keys {sorted(batch)}.")
         images, original_sizes = batch.pop("decoded_images"), batch.pop("original_sizes")
         if images.dim() != 3:
-            raise ValueError(f"expected decoded_images of shape (N, S, S); found {tuple(images.shape)}")
+            raise ValueError(f"batch['decoded_images']: expected the shape (N, S, S); found {tuple(images.shape)}.")
         boxes, flips = self.draw(original_sizes.cpu(), generator)
         device = images.device
         boxes, flips, sizes = boxes.to(device), flips.to(device), original_sizes.to(device).double()

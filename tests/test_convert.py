@@ -243,7 +243,7 @@ def test_converter_config_refuses_unknown_keys_and_bad_json_naming_the_file(tmp_
         "misspelt.json": (json.dumps(values), ["'num_attention_head' (did you mean 'num_attention_heads'?)"]),
         "broken.json": ('{"hidden_size": 32,', ["expected valid JSON"]),
         "list.json": ("[1, 2]", ["expected a JSON object", "found a list"]),
-        "other.json": (json.dumps({"model_type": "vit"}), ["model_type 'vit'", "expected 'mrm'"]),
+        "other.json": (json.dumps({"model_type": "vit"}), ["expected model_type 'mrm'", "found model_type 'vit'"]),
         "invalid.json": (json.dumps({"hidden_size": 30, "num_attention_heads": 4}), ["expected values that make a valid MRMConfig"]),
     }
     for name, (text, expected) in cases.items():

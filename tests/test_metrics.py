@@ -176,7 +176,7 @@ def test_compute_metrics_binary_with_two_logits_reports_class_1():
 
 def test_compute_metrics_says_what_shape_it_expected():
     compute = make_compute_metrics(NIH_LABELS, "multi_label_classification")
-    with pytest.raises(ValueError, match=r"logits with 14 columns .* found the shape \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"logits: expected 14 columns .* found the shape \(4, 5\)"):
         compute(EvalPrediction(np.zeros((4, 5)), np.zeros((4, 5))))
     with pytest.raises(ValueError, match="problem_type: expected one of 'multi_label_classification', 'single_label"):
         make_compute_metrics(NIH_LABELS, "regression")

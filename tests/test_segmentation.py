@@ -241,7 +241,8 @@ def test_bad_masks_are_named_skipped_with_one_warning_or_raised_in_strict_mode(t
     assert "small.png is 30x10" in messages and "absent.png" in messages
     assert [row.split("/")[-1] for row in data["train"]["mask_path"]] == ["empty.png", "sevens.png"]
     assert not read_pair(data["train"][0])[1].any()
-    with pytest.raises(ValueError, match=r"sevens.png has the values \[7\]"):
+    with pytest.raises(ValueError, match=r"sevens.png: expected a binary mask with the values 0/1 or 0/255; "
+                                         r"found the values \[7\]"):
         read_pair(data["train"][1])
     with pytest.raises(ValueError, match="absent.png"):
         load_segmentation_csv(csv_path, strict=True)

@@ -79,7 +79,9 @@ def test_a_layout_timm_cannot_build_is_refused_by_name(tmp_path, capsys):
 def test_export_needs_an_mrm_folder(tmp_path, capsys):
     (tmp_path / "MRM.pth").write_bytes(b"")
     code = main(["--checkpoint", str(tmp_path / "MRM.pth"), "--output-dir", str(tmp_path / "timm")])
-    assert code == 2 and "expected an MRM folder with config.json (convert a published .pth first" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert "expected an MRM folder with config.json; found none there (convert a published .pth first" in error
 
 
 def test_export_refuses_another_model_type_and_an_encoder_with_missing_weights(tmp_path, capsys):
