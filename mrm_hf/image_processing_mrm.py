@@ -230,28 +230,22 @@ def open_fast(image) -> Image.Image | None:
     `draft` can still ask for a reduced DCT scale), its size checked from the header; None for every other input,
     which takes the exact path of `to_grayscale`."""
     if isinstance(image, Image.Image):
-        if image.format not in ("JPEG", "PPM"):
+        if image.format not in ("JPEG", "PPM") or image.mode not in ("L", "RGB"):
             return None
-        name = getattr(image, "filename", "") or "<PIL image>"
-    elif isinstance(image, (str, os.PathLike, bytes, dict)):
-        name, source = _unpack(image)
-        if isinstance(source, bytes):
-            head = source[:2]
-        else:
-            with open(source, "rb") as file:
-                head = file.read(2)
-        if head not in _FAST_MAGIC:
-            return None
-        try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        except Exception as err:
-            raise OSError(f"{name}: expected a readable image; found {err}") from err
+        check_shape(image.height, image.width, getattr(image, "filename", "") or "<PIL image>")
+        return image
+    if not isinstance(image, (str, os.PathLike, bytes, dict)):
+        return None
+    name, source = _unpack(image)
+    if isinstance(source, bytes):
+        head = source[:2]
     else:
+        with open(source, "rb") as file:
+            head = file.read(2)
+    if head not in _FAST_MAGIC:
         return None
-    if image.mode not in ("L", "RGB"):
-        return None
-    check_shape(image.height, image.width, name)  # the exact path's refusal of hostile sizes, before any decoding
-    return image
+    image = _open(source, name)  # the exact path's refusal of hostile sizes, before any decoding
+    return image if image.mode in ("L", "RGB") else None
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
