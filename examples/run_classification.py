@@ -609,8 +609,8 @@ def model_card_fields(
             "recipe": recipe_text,
             "optimizer": f"{option_name(training_args.optim)} ({training_args.optim_args or 'defaults'}), weight decay "
             f"{training_args.weight_decay}",
-            "learning rate": f"{training_args.learning_rate:g} ({option_name(training_args.lr_scheduler_type)}, warm-up "
-            f"{training_args.warmup_steps:g} steps)",
+            "learning rate": f"{training_args.learning_rate:g} ({option_name(training_args.lr_scheduler_type)}, "
+            f"warm-up {training_args.warmup_steps:g} steps)",
             "layer-wise lr decay": model_args.layer_decay if model_args.layer_decay is not None else "none",
             "drop path": model_args.drop_path_rate,
             "total batch": total_batch(training_args),

@@ -1,6 +1,6 @@
-"""bf16 on a CPU, the documented opt-in (docs/performance.md, "bf16 on a CPU"): inference through `dtype=torch.bfloat16` and
-training under `--bf16` (autocast) give finite results close to fp32's. The tolerances here are for the tiny test
-model; benchmarks/train_step.py and benchmarks/bf16_inference.py measure ViT-B's."""
+"""bf16 on a CPU, the documented opt-in (docs/performance.md, "bf16 on a CPU"): inference through
+`dtype=torch.bfloat16` and training under `--bf16` (autocast) give finite results close to fp32's. The tolerances here
+are for the tiny test model; benchmarks/train_step.py and benchmarks/bf16_inference.py measure ViT-B's."""
 
 import pytest
 import torch

@@ -276,7 +276,8 @@ class ClassificationCollator:
 
 
 def collate_segmentation(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """`pixel_values` as float (batch, 3, H, W) and `labels` as uint8 (batch, H, W) class ids (compact for evaluation)."""
+    """`pixel_values` as float (batch, 3, H, W) and `labels` as uint8 (batch, H, W) class ids (compact for
+    evaluation)."""
     return {
         "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
         "labels": torch.stack([torch.as_tensor(example["labels"]) for example in examples]),

@@ -140,7 +140,8 @@ def read_pair(row: dict, rle_encoding: str = "relative") -> tuple[Image.Image, n
     else:
         mask = np.zeros((image.height, image.width), dtype=np.uint8)
         for rle in row["rle"]:
-            mask |= rle_decode(rle, image.height, image.width, rle_encoding, name=f"{row['name']} ({row['image_path']})")
+            name = f"{row['name']} ({row['image_path']})"
+            mask |= rle_decode(rle, image.height, image.width, rle_encoding, name=name)
     return image, mask
 
 
