@@ -32,9 +32,8 @@ from typing import Literal
 import numpy as np
 import torch
 from datasets import DatasetDict
-from transformers import HfArgumentParser, TrainingArguments, set_seed
-
 from PIL import Image
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from mrm_hf import MRMImageProcessor
 from mrm_hf.arguments import check_layer_decay, check_range, recipe_defaults, require_arguments
